@@ -1,0 +1,20 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: setup demo test lint typecheck
+
+setup:
+	@scripts/setup.sh --system
+
+demo: setup
+	$(VENV)/marrowscope demo --out demo-out
+
+test: setup
+	$(VENV)/ruff check service adapters tests benchmarks
+	$(VENV)/mypy
+	$(VENV)/python -m pytest -q
+
+lint:
+	$(VENV)/ruff check service adapters tests benchmarks
+	$(VENV)/mypy

@@ -1,0 +1,1 @@
+"""Adapters around third-party I/O libraries (slides, segmenters, writers, PACS)."""

@@ -1,0 +1,3 @@
+"""marrowscope service: domain, pipeline, jobs, transports and the composition root."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Protocols the service depends on; adapters implement them."""
