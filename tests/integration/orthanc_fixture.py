@@ -239,3 +239,17 @@ def orthanc_server(tmp_path: Path) -> Iterator[OrthancServer]:
     """A fresh Orthanc with DICOMweb for one test (no routing)."""
     with start_orthanc(tmp_path / "orthanc") as server:
         yield server
+
+
+def write_small_wsi(
+    folder: Path, seed: int = 3, cellularity_target: float = 40.0,
+    width_px0: int = 1024, height_px0: int = 768, mpp: float = 2.0,
+) -> list[Path]:
+    """A small synthetic DICOM-WSI series (JPEG baseline, 2 levels) with known truth; ~0.3 MB."""
+    from adapters.synthetic.scene import SyntheticScene
+    from adapters.synthetic.writers import write_dicom_wsi
+
+    scene = SyntheticScene(width_px0, height_px0, mpp=mpp, seed=seed,
+                           cellularity_target=cellularity_target)
+    return write_dicom_wsi(folder, width_px0, height_px0, mpp, scene.render_rgb,
+                           levels=(1, 4), tile=256, seed=f"pacs-{seed}")
