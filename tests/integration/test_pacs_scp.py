@@ -75,7 +75,8 @@ def test_instances_are_spooled_under_hash_names_and_announced_once_stable(
     assert len(files) == 2
     uids = {str(ds.SOPInstanceUID) for ds in datasets} | {str(datasets[0].SeriesInstanceUID)}
     for f in files:
-        assert len(f.stem) == 64 and all(uid not in str(f) for uid in uids)
+        assert len(f.stem) == 64
+        assert all(uid not in str(f) for uid in uids)
         assert dcmread(f).SOPInstanceUID in uids
     assert wait_for(lambda: len(announced.series) == 1)
     series = announced.series[0]
