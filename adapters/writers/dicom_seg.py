@@ -96,10 +96,17 @@ def build_seg(outcome: AnalysisOutcome) -> hd.seg.Segmentation:
         content_label="MARROW_SEG",
         series_description="marrowscope segmentation",
     )
+    _fix_dimension_organization_uid(seg, job_uid(outcome.job_key, "seg/dimension-organization"))
     seg.PatientOrientation = ""  # type 2C: empty for slide coordinates
     seg.CodingSchemeIdentificationSequence = [dc.private_scheme_item()]
     dc.freeze_times(seg, *dc.frozen_date_time(ctx))
     return seg
+
+
+def _fix_dimension_organization_uid(seg: Dataset, uid: str) -> None:
+    """highdicom mints a random Dimension Organization UID; use the job's instead."""
+    for item in [*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence]:
+        item.DimensionOrganizationUID = uid
 
 
 def _tiled_source(outcome: AnalysisOutcome) -> Dataset:

@@ -1,0 +1,77 @@
+"""GeoJSON for QuPath: valid geometry, QuPath properties, numbers from the result."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from shapely.geometry import shape
+
+from adapters.writers.geojson import GeoJsonWriter
+from adapters.writers.registry import build_writers
+from service.domain.errors import InvalidInput
+from tests.helpers_outcome import fake_outcome, without_dicom
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("geojson")
+    GeoJsonWriter().write(fake_outcome(), out)
+    return json.loads((out / "annotations.geojson").read_text())
+
+
+def test_every_geometry_is_valid(collection: dict) -> None:
+    assert collection["type"] == "FeatureCollection"
+    for feature in collection["features"]:
+        assert shape(feature["geometry"]).is_valid
+
+
+def test_qupath_properties(collection: dict) -> None:
+    kinds = [f["properties"]["objectType"] for f in collection["features"]]
+    assert kinds[:2] == ["annotation", "annotation"]
+    assert kinds[2:] == ["detection"] * 6
+    for feature in collection["features"]:
+        uuid.UUID(feature["id"])
+        props = feature["properties"]
+        assert set(props["classification"]) == {"name", "color"}
+        assert all(isinstance(v, float) for v in props["measurements"].values())
+
+
+def test_measurements_agree_with_result(collection: dict) -> None:
+    result = fake_outcome().result
+    region = collection["features"][0]["properties"]["measurements"]
+    assert region["Cellularity %"] == result.cellularity_pct
+    assert region["Marrow area mm^2"] == result.marrow_area_mm2
+    assert region["Hematopoietic area mm^2"] == result.hematopoietic_area_mm2
+    assert region["Adipose area mm^2"] == result.adipose_area_mm2
+    tissue = collection["features"][1]
+    assert tissue["properties"]["classification"]["name"] == "Hematopoietic"
+    assert len(tissue["geometry"]["coordinates"]) == 7  # outer ring + 6 adipocyte holes
+
+
+def test_gzip_twin_and_rerun_are_identical(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    GeoJsonWriter().write(fake_outcome(), first)
+    GeoJsonWriter().write(fake_outcome(), second)
+    plain = (first / "annotations.geojson").read_bytes()
+    assert gzip.decompress((first / "annotations.geojson.gz").read_bytes()) == plain
+    assert (second / "annotations.geojson").read_bytes() == plain
+    assert (second / "annotations.geojson.gz").read_bytes() == (
+        first / "annotations.geojson.gz").read_bytes()
+
+
+def test_geojson_needs_no_dicom_metadata(tmp_path: Path) -> None:
+    written = GeoJsonWriter().write(without_dicom(fake_outcome()), tmp_path)
+    assert [p.name for p in written] == ["annotations.geojson", "annotations.geojson.gz"]
+
+
+def test_registry_orders_writers_and_rejects_unknown_names() -> None:
+    writers = build_writers(("ann", "geojson", "sr"))
+    assert [w.name for w in writers] == ["geojson", "sr", "ann"]
+    with pytest.raises(InvalidInput, match="pdf"):
+        build_writers(("geojson", "pdf"))
