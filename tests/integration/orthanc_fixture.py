@@ -209,7 +209,7 @@ def start_orthanc(
         "DicomModalities": {
             name: [ae, host, port] for name, (ae, host, port) in (modalities or {}).items()
         },
-        "LuaScripts": [str(lua_script)] if lua_script else [],
+        "LuaScripts": [str(Path(lua_script).resolve())] if lua_script else [],
         "SaveJobs": False,
         "StorageCompression": False,
     }
