@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC stubs of the marrowscope API (see proto/marrowscope/v1)."""

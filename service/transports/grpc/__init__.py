@@ -1,0 +1,1 @@
+"""The gRPC transport: servicer (protobuf ⇄ domain), interceptors (auth, errors), server."""
