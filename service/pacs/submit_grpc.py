@@ -1,17 +1,19 @@
-"""A JobSubmitter that talks to `marrowscope serve` over gRPC (Submit, Get, GetArtifact).
+"""A JobSubmitter backed by `marrowscope serve` through ``service.client.AnalysisClient``.
 
 The spool folder of a series is submitted as a file slide, so the server's slide roots must
-include the SCP's spool folder. The idempotency key is derived from the series content and the
-parameters: re-routing the same series returns the same job, hence the same result UIDs.
+include the SCP's spool folder. The idempotency key is derived from the series content, the
+segmenter and the outputs: re-routing the same series returns the same job, hence the same
+result UIDs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from service.domain.errors import InvalidInput, OutputError
+from service.domain.errors import InvalidInput
 from service.pacs.ports import JobPhase, JobStatus, SeriesToAnalyse
 
 
@@ -23,70 +25,45 @@ class GrpcJobSubmitter:
         outputs: tuple[str, ...] = ("sr", "ann"),
         segmenter: str = "",
         timeout_s: float = 30.0,
-        channel: Any | None = None,
+        client: Any | None = None,
     ) -> None:
-        import grpc
+        from service.client import AnalysisClient
 
-        from service.transports.grpc.stubs import pb, pb_grpc
-
-        self._pb = pb
-        self._grpc = grpc
-        token = ""
+        token = None
         if token_file is not None:
             try:
                 token = Path(token_file).read_text().strip()
             except OSError as exc:
                 raise InvalidInput(f"cannot read token file {token_file}: {exc.strerror}") from exc
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = channel or grpc.insecure_channel(target)
-        self._stub = pb_grpc.AnalysisServiceStub(self._channel)
+        self._client = client or AnalysisClient(target, token, timeout_s=timeout_s)
         self._outputs = outputs
         self._segmenter = segmenter
-        self._timeout_s = timeout_s
 
-    def _idempotency_key(self, series: SeriesToAnalyse) -> str:
+    def idempotency_key(self, series: SeriesToAnalyse) -> str:
         text = "|".join(
             ["pacs", series.content_digest, self._segmenter, ",".join(sorted(self._outputs))]
         )
         return "pacs-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
-    def _call(self, method: Any, request: Any) -> Any:
-        try:
-            return method(request, timeout=self._timeout_s, metadata=self._metadata)
-        except self._grpc.RpcError as exc:
-            raise OutputError(f"gRPC {exc.code().name}: {exc.details()}") from exc
-
     def submit(self, series: SeriesToAnalyse) -> str:
-        pb = self._pb
-        request = pb.SubmitAnalysisRequest(
-            slide=pb.SlideReference(file=pb.FileSlide(path=str(series.directory))),
-            outputs=list(self._outputs),
-            parameters=pb.AnalysisParameters(segmenter=self._segmenter),
-            idempotency_key=self._idempotency_key(series),
+        submitted = self._client.submit(
+            str(series.directory), outputs=self._outputs, segmenter=self._segmenter,
+            idempotency_key=self.idempotency_key(series),
         )
-        return str(self._call(self._stub.SubmitAnalysis, request).job_id)
+        return str(submitted.job_id)
 
     def poll(self, job_id: str) -> JobStatus:
-        pb = self._pb
-        job = self._call(self._stub.GetAnalysis, pb.GetAnalysisRequest(job_id=job_id)).job
-        if job.state == pb.JOB_STATE_DONE:
-            return JobStatus(JobPhase.DONE, tuple(job.summary.artifacts))
-        if job.state in (pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED):
-            return JobStatus(JobPhase.FAILED, error=job.failure_reason or "cancelled")
+        job = self._client.get(job_id)
+        if job.state == "DONE":
+            return JobStatus(JobPhase.DONE, tuple(job.artifacts))
+        if job.state in ("FAILED", "CANCELLED"):
+            return JobStatus(JobPhase.FAILED, error=job.failure_reason or job.state.lower())
         return JobStatus(JobPhase.RUNNING)
 
     def fetch(self, job_id: str, name: str) -> bytes:
-        pb = self._pb
-        chunks: list[bytes] = []
-        try:
-            for part in self._stub.GetArtifact(
-                pb.GetArtifactRequest(job_id=job_id, name=name),
-                timeout=self._timeout_s * 4, metadata=self._metadata,
-            ):
-                chunks.append(bytes(part.data))
-        except self._grpc.RpcError as exc:
-            raise OutputError(f"gRPC {exc.code().name}: {exc.details()}") from exc
-        return b"".join(chunks)
+        with tempfile.TemporaryDirectory(prefix="marrowscope-artifact-") as tmp:
+            path = self._client.download(job_id, name, Path(tmp) / "artifact")
+            return Path(path).read_bytes()
 
     def close(self) -> None:
-        self._channel.close()
+        self._client.close()
