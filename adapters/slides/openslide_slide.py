@@ -1,0 +1,136 @@
+"""Vendor slide formats (Aperio SVS, Hamamatsu NDPI, MIRAX, generic tiled TIFF, …) via OpenSlide.
+
+OpenSlide's ``read_region`` takes level-0 coordinates, like ours, and returns straight-alpha RGBA
+that is transparent outside the scanned area; we composite it on white.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adapters.slides.checks import check_declared_size, check_tiff_declared_size, file_identity
+from adapters.slides.mpp import resolve_mpp
+from adapters.slides.regions import (
+    LevelWindow,
+    RGBArray,
+    check_level_index,
+    chunked_thumbnail,
+    composite_on_white,
+    level_window,
+    read_padded,
+)
+from service.domain.errors import SlideUnreadable, UnsupportedFormat
+from service.domain.geometry import Box
+from service.domain.slide import Level, SlideInfo
+
+
+def detect_vendor(path: str) -> str | None:
+    """OpenSlide's vendor name for ``path`` (``aperio``, ``generic-tiff``, …) or None."""
+    import openslide
+
+    try:
+        vendor = openslide.OpenSlide.detect_format(path)
+    except openslide.OpenSlideError:
+        return None
+    return str(vendor) if vendor else None
+
+
+def _float_prop(props: Any, key: str) -> float | None:
+    try:
+        return float(props[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class OpenSlideSlide:
+    """A ``SlideSource`` over an ``openslide.OpenSlide``."""
+
+    def __init__(self, path: str, mpp_override: float | None = None) -> None:
+        import openslide
+
+        self._openslide_error: type[Exception] = openslide.OpenSlideError
+        try:
+            self._slide = openslide.OpenSlide(path)
+        except openslide.OpenSlideUnsupportedFormatError as exc:
+            raise UnsupportedFormat(f"{path}: not a slide format OpenSlide supports") from exc
+        except (openslide.OpenSlideError, OSError) as exc:
+            check_tiff_declared_size(path)
+            raise SlideUnreadable(f"{path}: corrupt or truncated slide ({exc})") from exc
+        try:
+            self._info = self._describe(path, mpp_override)
+            self._probe()
+        except BaseException:
+            self._slide.close()
+            raise
+
+    def _describe(self, path: str, mpp_override: float | None) -> SlideInfo:
+        slide = self._slide
+        props = slide.properties
+        width, height = (int(v) for v in slide.dimensions)
+        check_declared_size(path, width, height)
+        levels = tuple(
+            Level(index=i, width=int(w), height=int(h), downsample=float(ds))
+            for i, ((w, h), ds) in enumerate(
+                zip(slide.level_dimensions, slide.level_downsamples, strict=True)
+            )
+        )
+        import openslide
+
+        mpp = resolve_mpp(
+            (_float_prop(props, openslide.PROPERTY_NAME_MPP_X),
+             _float_prop(props, openslide.PROPERTY_NAME_MPP_Y)),
+            mpp_override,
+            path,
+        )
+        vendor = str(props.get(openslide.PROPERTY_NAME_VENDOR, "") or "")
+        quickhash = props.get(openslide.PROPERTY_NAME_QUICKHASH1)
+        identity = f"openslide:quickhash1:{quickhash}" if quickhash else file_identity(path)
+        return SlideInfo(
+            path=path,
+            format=f"openslide:{vendor}" if vendor else "openslide",
+            width_px0=width,
+            height_px0=height,
+            mpp=mpp.mpp,
+            levels=levels,
+            identity=identity,
+            mpp_source=mpp.source,
+            mpp_file=mpp.mpp_file,
+            vendor=vendor,
+            properties={str(k): str(v) for k, v in props.items()},
+        )
+
+    def _probe(self) -> None:
+        """Decodes one pixel of the last tile of each level, so truncation shows at open."""
+        for lv in self._info.levels:
+            self._read_level(lv, LevelWindow(lv.width - 1, lv.height - 1, 1, 1))
+
+    @property
+    def info(self) -> SlideInfo:
+        return self._info
+
+    def _read_level(self, lv: Level, win: LevelWindow) -> RGBArray:
+        def reader(x: int, y: int, w: int, h: int) -> RGBArray:
+            location = (round(x * lv.downsample), round(y * lv.downsample))
+            try:
+                img = self._slide.read_region(location, lv.index, (w, h))
+            except self._openslide_error as exc:
+                raise SlideUnreadable(
+                    f"{self._info.path}: cannot decode level {lv.index} at {location} ({exc})"
+                ) from exc
+            return composite_on_white(np.asarray(img, dtype=np.uint8))
+
+        return read_padded(win, lv, reader)
+
+    def read_region(self, box: Box, level: int) -> RGBArray:
+        lv = check_level_index(self._info.levels, level)
+        return self._read_level(lv, level_window(box, lv.downsample))
+
+    def thumbnail(self, max_size: int) -> RGBArray:
+        levels = self._info.levels
+        return chunked_thumbnail(levels, lambda i, win: self._read_level(levels[i], win), max_size)
+
+    def close(self) -> None:
+        self._slide.close()
+
