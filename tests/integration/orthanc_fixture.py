@@ -19,6 +19,7 @@ or start one with custom settings (modalities, Lua scripts, StableAge)::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -82,6 +83,20 @@ class OrthancServer:
     aet: str
     storage_dir: Path
     log_path: Path
+    credentials: tuple[str, str] | None = None
+
+    def _open(self, path: str, data: bytes | None = None, method: str = "GET",
+              content_type: str = "application/json", timeout: float = 30) -> bytes:
+        headers = {"Content-Type": content_type} if data is not None else {}
+        if self.credentials:
+            pair = f"{self.credentials[0]}:{self.credentials[1]}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        req = urllib.request.Request(  # noqa: S310
+            self.url + path, data=data, method=method, headers=headers
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            body: bytes = resp.read()
+            return body
 
     @property
     def url(self) -> str:
@@ -93,29 +108,18 @@ class OrthancServer:
 
     def get_json(self, path: str) -> Any:
         """GET ``path`` of the Orthanc REST API as JSON."""
-        with urllib.request.urlopen(self.url + path, timeout=10) as resp:  # noqa: S310
-            return json.loads(resp.read())
+        return json.loads(self._open(path, timeout=10))
 
     def post_json(self, path: str, body: Any) -> Any:
-        data = json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method="POST")  # noqa: S310
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
-            raw = resp.read()
+        raw = self._open(path, json.dumps(body).encode(), "POST")
         return json.loads(raw) if raw else None
 
     def delete(self, path: str) -> None:
-        req = urllib.request.Request(self.url + path, method="DELETE")  # noqa: S310
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310
-            pass
+        self._open(path, method="DELETE", timeout=10)
 
     def upload(self, dicom_bytes: bytes) -> Any:
         """Stores one DICOM instance through the REST API (``POST /instances``)."""
-        req = urllib.request.Request(  # noqa: S310
-            self.url + "/instances", data=dicom_bytes, method="POST",
-            headers={"Content-Type": "application/dicom"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
-            return json.loads(resp.read())
+        return json.loads(self._open("/instances", dicom_bytes, "POST", "application/dicom"))
 
     def instances_of_modality(self, modality: str) -> list[dict[str, Any]]:
         """Instance-level tags of every instance whose series has the given Modality."""
@@ -142,6 +146,8 @@ def _wait_until_ready(
         try:
             server.get_json("/system")
             return
+        except urllib.error.HTTPError:
+            return  # it answers (e.g. 401 without credentials)
         except (urllib.error.URLError, ConnectionError, OSError):
             time.sleep(0.1)
     raise RuntimeError(f"Orthanc did not answer within {timeout_s} s:\n{server.log()[-3000:]}")
@@ -169,12 +175,14 @@ def start_orthanc(
     lua_script: Path | str | None = None,
     stable_age_s: int = 2,
     extra_config: dict[str, Any] | None = None,
+    credentials: tuple[str, str] | None = None,
     startup_timeout_s: float = 30.0,
 ) -> Iterator[OrthancServer]:
     """Starts Orthanc (+ DICOMweb plugin) on 127.0.0.1 with free ports; stops it by PID on exit.
 
     ``modalities`` maps a name to (AE title, host, port); ``lua_script`` is loaded as a Lua
-    script (e.g. the ``OnStableSeries`` router); ``extra_config`` overrides any key.
+    script (e.g. the ``OnStableSeries`` router); ``extra_config`` overrides any key;
+    ``credentials`` (user, password) turns on HTTP basic authentication.
     """
     if ORTHANC_BINARY is None:
         raise RuntimeError("Orthanc is not installed")
@@ -213,6 +221,9 @@ def start_orthanc(
         "SaveJobs": False,
         "StorageCompression": False,
     }
+    if credentials:
+        config["AuthenticationEnabled"] = True
+        config["RegisteredUsers"] = {credentials[0]: credentials[1]}
     config.update(extra_config or {})
     config_path = work_dir / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))
@@ -225,7 +236,7 @@ def start_orthanc(
         )
     server = OrthancServer(
         pid=proc.pid, http_port=http_port, dicom_port=dicom_port, aet=aet,
-        storage_dir=storage, log_path=log_path,
+        storage_dir=storage, log_path=log_path, credentials=credentials,
     )
     try:
         _wait_until_ready(server, proc, startup_timeout_s)
