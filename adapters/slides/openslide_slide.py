@@ -17,13 +17,17 @@ from adapters.slides.regions import (
     RGBArray,
     check_level_index,
     chunked_thumbnail,
-    composite_on_white,
     level_window,
     read_padded,
 )
+from adapters.slides.tiff_tiles import TiledTiffReader
 from service.domain.errors import SlideUnreadable, UnsupportedFormat
 from service.domain.geometry import Box
 from service.domain.slide import Level, SlideInfo
+
+# OpenSlide vendors whose levels are plain tiled TIFF pages (read directly, see tiff_tiles).
+FAST_TIFF_VENDORS = frozenset({"aperio", "generic-tiff"})
+FAST_MAX_MEAN_DIFF = 1.0
 
 
 def detect_vendor(path: str) -> str | None:
@@ -44,10 +48,28 @@ def _float_prop(props: Any, key: str) -> float | None:
         return None
 
 
-class OpenSlideSlide:
-    """A ``SlideSource`` over an ``openslide.OpenSlide``."""
+def rgba_image_on_white(img: Any) -> RGBArray:
+    """An RGBA PIL image (straight alpha) → RGB array over white, in Pillow's C code."""
+    from PIL import Image
 
-    def __init__(self, path: str, mpp_override: float | None = None) -> None:
+    if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] < 255:
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        img = background
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+class OpenSlideSlide:
+    """A ``SlideSource`` over an ``openslide.OpenSlide``.
+
+    Metadata always comes from OpenSlide; pixels of plain tiled TIFF pyramids are decoded
+    directly (``tiff_tiles``) when a check at open shows identical output, else by OpenSlide.
+    """
+
+    def __init__(
+        self, path: str, mpp_override: float | None = None, direct_tiles: bool = True
+    ) -> None:
+        """Opens ``path``; ``direct_tiles`` allows the verified fast TIFF tile reader."""
         import openslide
 
         self._openslide_error: type[Exception] = openslide.OpenSlideError
@@ -58,11 +80,13 @@ class OpenSlideSlide:
         except (openslide.OpenSlideError, OSError) as exc:
             check_tiff_declared_size(path)
             raise SlideUnreadable(f"{path}: corrupt or truncated slide ({exc})") from exc
+        self._fast: TiledTiffReader | None = None
         try:
             self._info = self._describe(path, mpp_override)
             self._probe()
+            self._fast = self._verified_fast_reader(path) if direct_tiles else None
         except BaseException:
-            self._slide.close()
+            self.close()
             raise
 
     def _describe(self, path: str, mpp_override: float | None) -> SlideInfo:
@@ -106,11 +130,49 @@ class OpenSlideSlide:
         for lv in self._info.levels:
             self._read_level(lv, LevelWindow(lv.width - 1, lv.height - 1, 1, 1))
 
+    def _verified_fast_reader(self, path: str) -> TiledTiffReader | None:
+        """The direct tile reader, if this is a plain tiled TIFF pyramid and a real tile
+        decodes to the same pixels as through OpenSlide."""
+        if self._info.vendor not in FAST_TIFF_VENDORS:
+            return None
+        sizes = [(lv.width, lv.height) for lv in self._info.levels]
+        fast = TiledTiffReader.open(path, sizes)
+        if fast is None:
+            return None
+        try:
+            for lv in self._info.levels:
+                win = LevelWindow(lv.width // 2, lv.height // 2,
+                                  min(256, lv.width - lv.width // 2),
+                                  min(256, lv.height - lv.height // 2))
+                ours = fast.read(lv.index, win.x, win.y, win.width, win.height)
+                theirs = self._read_level(lv, win)
+                diff = np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).mean()
+                if not diff <= FAST_MAX_MEAN_DIFF:
+                    fast.close()
+                    return None
+        except Exception:  # any doubt: stay with OpenSlide
+            fast.close()
+            return None
+        return fast
+
     @property
     def info(self) -> SlideInfo:
         return self._info
 
     def _read_level(self, lv: Level, win: LevelWindow) -> RGBArray:
+        fast = self._fast
+        if fast is not None:
+            def fast_reader(x: int, y: int, w: int, h: int) -> RGBArray:
+                try:
+                    return fast.read(lv.index, x, y, w, h)
+                except Exception as exc:  # decoder and I/O errors of any kind
+                    raise SlideUnreadable(
+                        f"{self._info.path}: cannot decode level {lv.index} at ({x}, {y}) "
+                        f"({exc}); the file is probably truncated or corrupt"
+                    ) from exc
+
+            return read_padded(win, lv, fast_reader)
+
         def reader(x: int, y: int, w: int, h: int) -> RGBArray:
             location = (round(x * lv.downsample), round(y * lv.downsample))
             try:
@@ -119,7 +181,7 @@ class OpenSlideSlide:
                 raise SlideUnreadable(
                     f"{self._info.path}: cannot decode level {lv.index} at {location} ({exc})"
                 ) from exc
-            return composite_on_white(np.asarray(img, dtype=np.uint8))
+            return rgba_image_on_white(img)
 
         return read_padded(win, lv, reader)
 
@@ -132,5 +194,8 @@ class OpenSlideSlide:
         return chunked_thumbnail(levels, lambda i, win: self._read_level(levels[i], win), max_size)
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         self._slide.close()
 

@@ -254,3 +254,26 @@ def test_png_pyramid_is_lazy_and_cheap(synthetic_slides: SyntheticSlideFiles) ->
         assert slide.thumbnail(64).shape == (48, 64, 3)
     finally:
         slide.close()
+
+
+@pytest.mark.parametrize(
+    "box",
+    [Box(0, 0, 2048, 1536), Box(255, 255, 2, 2), Box(1000, 900, 1500, 1000), Box(-64, 10, 300, 70)],
+)
+def test_direct_tiff_tiles_equal_openslide_pixels(
+    synthetic_slides: SyntheticSlideFiles, box: Box
+) -> None:
+    from adapters.slides.openslide_slide import OpenSlideSlide
+
+    direct = OpenSlideSlide(str(synthetic_slides.svs))
+    plain = OpenSlideSlide(str(synthetic_slides.svs), direct_tiles=False)
+    try:
+        assert direct.info == plain.info
+        for lv in direct.info.levels:
+            a = direct.read_region(box, lv.index).astype(np.int16)
+            b = plain.read_region(box, lv.index).astype(np.int16)
+            assert a.shape == b.shape
+            assert np.abs(a - b).mean() <= 1.0
+    finally:
+        direct.close()
+        plain.close()
