@@ -1,0 +1,371 @@
+"""Batched in-process nnU-Net inference: normalise, sliding window, Gaussian blend, softmax.
+
+Follows nnU-Net v2's own predictor for each tile (one tile = one nnU-Net "case"): crop to the
+nonzero region, per-channel normalisation from the plans, zero padding to the patch size,
+windows at half-patch steps weighted by nnU-Net's Gaussian (``compute_gaussian``), optional
+mirroring averaged in logit space, softmax. Differences, all for speed or the brief: windows of
+many tiles share one batch; folds are averaged as probabilities; on CUDA the network runs in
+bf16 autocast with channels_last; global torch flags are restored after each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from adapters.segmenters.nnunet_network import ChannelNorm, ModelLayout
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+TILE_STEP = 0.5  # nnU-Net's default tile_step_size
+CPU_BATCH = 4
+MAX_GPU_BATCH = 64
+
+
+def grey_like_pil(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """ITU-R 601 luma exactly as Pillow's ``convert('L')`` (what grey-PNG models were fed)."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Window:
+    tile: int
+    y: int
+    x: int
+
+
+@dataclass
+class _TileWork:
+    """One tile inside the sliding window: its normalised, padded data and accumulators."""
+
+    data: torch.Tensor  # (C, Hp, Wp) normalised + padded
+    crop: tuple[slice, slice]  # nonzero bbox inside the original tile
+    pad: tuple[int, int]  # padding before (y, x)
+    size: tuple[int, int]  # cropped size (h, w)
+    logits: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+
+
+class SlidingWindowEngine:
+    """Runs one or more fold networks over batches of RGB tiles; returns class probabilities."""
+
+    def __init__(
+        self,
+        networks: list[nn.Module],
+        layout: ModelLayout,
+        mirror_axes: tuple[int, ...] | None,
+        device: str = "auto",
+        tta: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+
+        self.layout = layout
+        self.mirror_axes = mirror_axes if tta else None
+        self.device = resolve_device(device)
+        self._networks = networks
+        self._batch_size = batch_size
+        self._place_networks()
+        self._gaussian: torch.Tensor | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def _place_networks(self) -> None:
+        import torch
+
+        for net in self._networks:
+            net.to(self.device)
+            if self.on_gpu:
+                net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._gaussian = None
+
+    def batch_size(self) -> int:
+        if self._batch_size is not None:
+            return self._batch_size
+        if not self.on_gpu:
+            return CPU_BATCH
+        return gpu_batch_size(self.device, self.layout, self._networks[0])
+
+    def predict(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """(N, H, W, 3) uint8 RGB → (N, K, H, W) float32 class probabilities."""
+        import torch
+
+        try:
+            return self._predict(tiles)
+        except torch.OutOfMemoryError:
+            if not self.on_gpu:
+                raise
+            log.warning("GPU out of memory even at batch size 1; continuing on CPU")
+            torch.cuda.empty_cache()
+            self.device = torch.device("cpu")
+            self._batch_size = CPU_BATCH
+            self._place_networks()
+            return self._predict(tiles)
+
+    def _predict(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        import torch
+
+        n, h, w = tiles.shape[:3]
+        probs = np.zeros((n, self.layout.n_outputs, h, w), dtype=np.float32)
+        with _torch_flags(self.on_gpu), torch.inference_mode():
+            work = [self._prepare(tile) for tile in tiles]
+            for net in self._networks:
+                for i, fold_probs in enumerate(self._fold_probabilities(net, work, (h, w))):
+                    probs[i] += fold_probs
+        if len(self._networks) > 1:
+            probs /= len(self._networks)
+        return probs
+
+    # --- preprocessing -------------------------------------------------------------------
+
+    def _prepare(self, tile: npt.NDArray[np.uint8]) -> _TileWork:
+        import torch
+
+        if self.layout.channels == "grey":
+            chw = grey_like_pil(tile)[None]
+        else:
+            chw = np.ascontiguousarray(tile.transpose(2, 0, 1))
+        if self.layout.transpose_hw:
+            chw = np.ascontiguousarray(chw.transpose(0, 2, 1))
+        crop, inside = _nonzero_crop(chw)
+        data_u8 = torch.from_numpy(np.ascontiguousarray(chw[(slice(None), *crop)]))
+        if self.on_gpu:
+            data_u8 = data_u8.pin_memory().to(self.device, non_blocking=True)
+        data = data_u8.float()
+        mask = None
+        if inside is not None:
+            mask = torch.from_numpy(inside[crop]).to(self.device)
+        for c, norm in enumerate(self.layout.norms):
+            data[c] = _normalise(data[c], norm, mask if norm.use_mask else None)
+        size = (int(data.shape[1]), int(data.shape[2]))
+        ph, pw = self.layout.patch_size
+        pad_y, pad_x = max(ph - size[0], 0), max(pw - size[1], 0)
+        before = (pad_y // 2, pad_x // 2)
+        if pad_y or pad_x:
+            data = torch.nn.functional.pad(
+                data, (before[1], pad_x - before[1], before[0], pad_y - before[0]), value=0.0
+            )
+        return _TileWork(data=data, crop=crop, pad=before, size=size)
+
+    # --- sliding window --------------------------------------------------------------------
+
+    def _windows(self, work: list[_TileWork]) -> list[_Window]:
+        from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+        windows: list[_Window] = []
+        for i, item in enumerate(work):
+            shape = (int(item.data.shape[1]), int(item.data.shape[2]))
+            ys, xs = compute_steps_for_sliding_window(shape, self.layout.patch_size, TILE_STEP)
+            windows.extend(_Window(i, int(y), int(x)) for y in ys for x in xs)
+        return windows
+
+    def _gaussian_map(self) -> torch.Tensor:
+        if self._gaussian is None:
+            import torch
+            from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+            self._gaussian = compute_gaussian(
+                tuple(self.layout.patch_size),
+                sigma_scale=1.0 / 8,
+                value_scaling_factor=10,
+                dtype=torch.float32,
+                device=self.device,
+            ).clone()
+        return self._gaussian
+
+    def _fold_probabilities(
+        self, net: nn.Module, work: list[_TileWork], tile_hw: tuple[int, int]
+    ) -> Iterator[npt.NDArray[np.float32]]:
+        import torch
+
+        k = self.layout.n_outputs
+        ph, pw = self.layout.patch_size
+        gaussian = self._gaussian_map()
+        for item in work:
+            item.logits = torch.zeros((k, *item.data.shape[1:]), device=self.device)
+            item.weights = torch.zeros(item.data.shape[1:], device=self.device)
+        windows = self._windows(work)
+        for batch in self._batches(windows):
+            x = torch.stack(
+                [work[wd.tile].data[:, wd.y : wd.y + ph, wd.x : wd.x + pw] for wd in batch]
+            )
+            logits = self._forward(net, x)
+            for j, wd in enumerate(batch):
+                item = work[wd.tile]
+                assert item.logits is not None
+                assert item.weights is not None
+                item.logits[:, wd.y : wd.y + ph, wd.x : wd.x + pw] += logits[j] * gaussian
+                item.weights[wd.y : wd.y + ph, wd.x : wd.x + pw] += gaussian
+        for item in work:
+            yield self._tile_probabilities(item, tile_hw)
+            item.logits = item.weights = None
+
+    def _batches(self, windows: list[_Window]) -> Iterator[list[_Window]]:
+        size = self.batch_size()
+        for start in range(0, len(windows), size):
+            yield windows[start : start + size]
+
+    def _forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch; halves the batch on CUDA OOM (raises at batch size 1)."""
+        import torch
+
+        try:
+            return self._mirrored(net, x)
+        except torch.OutOfMemoryError:
+            if not self.on_gpu or x.shape[0] == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = x.shape[0] // 2
+            self._batch_size = max(1, half)
+            log.warning("GPU out of memory; batch size lowered to %d", self._batch_size)
+            return torch.cat([self._forward(net, x[:half]), self._forward(net, x[half:])])
+
+    def _mirrored(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if self.on_gpu:
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.on_gpu
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            prediction: torch.Tensor = net(x).float()
+            if self.mirror_axes:
+                axes = [a + 2 for a in self.mirror_axes]
+                combos = [c for r in range(len(axes)) for c in itertools.combinations(axes, r + 1)]
+                for dims in combos:
+                    prediction += torch.flip(net(torch.flip(x, dims)), dims).float()
+                prediction /= len(combos) + 1
+        return prediction
+
+    def _tile_probabilities(
+        self, item: _TileWork, tile_hw: tuple[int, int]
+    ) -> npt.NDArray[np.float32]:
+        import torch
+
+        assert item.logits is not None
+        assert item.weights is not None
+        logits = item.logits / item.weights
+        (y0, x0), (h, w) = item.pad, item.size
+        probs = torch.softmax(logits[:, y0 : y0 + h, x0 : x0 + w], dim=0).cpu().numpy()
+        if self.layout.transpose_hw:
+            probs = probs.transpose(0, 2, 1)
+            out_hw = (tile_hw[1], tile_hw[0])
+        else:
+            out_hw = tile_hw
+        crop = item.crop
+        if (crop[0].stop - crop[0].start, crop[1].stop - crop[1].start) != out_hw:
+            full = np.zeros((probs.shape[0], *out_hw), dtype=np.float32)
+            full[0] = 1.0  # outside the nonzero region nnU-Net predicts background
+            full[(slice(None), *crop)] = probs
+            probs = full
+        if self.layout.transpose_hw:
+            probs = probs.transpose(0, 2, 1)
+        return np.ascontiguousarray(probs, dtype=np.float32)
+
+
+def _nonzero_crop(
+    chw: npt.NDArray[np.uint8],
+) -> tuple[tuple[slice, slice], npt.NDArray[np.bool_] | None]:
+    """nnU-Net's crop_to_nonzero: bbox of pixels nonzero in any channel (holes filled)."""
+    nonzero = chw.any(axis=0)
+    if nonzero.all():
+        return (slice(0, chw.shape[1]), slice(0, chw.shape[2])), None
+    from scipy.ndimage import binary_fill_holes
+
+    filled = binary_fill_holes(nonzero)
+    rows, cols = np.flatnonzero(filled.any(axis=1)), np.flatnonzero(filled.any(axis=0))
+    if rows.size == 0:  # an all-black tile: nnU-Net keeps the full image
+        return (slice(0, chw.shape[1]), slice(0, chw.shape[2])), filled
+    crop = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    return crop, filled
+
+
+def _normalise(x: torch.Tensor, norm: ChannelNorm, mask: torch.Tensor | None) -> torch.Tensor:
+    """One channel, as nnunetv2.preprocessing.normalization.default_normalization_schemes."""
+    import torch
+
+    eps = 1e-8
+    if norm.scheme == "ZScoreNormalization":
+        if mask is not None:
+            values = x[mask]
+            mean, std = values.mean(), values.std(correction=0)
+            out = x.clone()
+            out[mask] = (values - mean) / torch.clamp(std, min=eps)
+            return out
+        return (x - x.mean()) / torch.clamp(x.std(correction=0), min=eps)
+    if norm.scheme == "CTNormalization":
+        return (x.clamp(norm.lower, norm.upper) - norm.mean) / max(norm.std, eps)
+    if norm.scheme == "RescaleTo01Normalization":
+        shifted = x - x.min()
+        return shifted / torch.clamp(shifted.max(), min=eps)
+    if norm.scheme == "RGBTo01Normalization":
+        return x / 255.0
+    return x  # NoNormalization
+
+
+@contextlib.contextmanager
+def _torch_flags(on_gpu: bool) -> Iterator[None]:
+    """cudnn autotuning for this call only; restores the caller's global setting."""
+    import torch
+
+    previous = torch.backends.cudnn.benchmark
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if present else CPU; otherwise a torch device name (cpu, cuda, cuda:1)."""
+    import torch
+
+    from service.domain.errors import InvalidInput
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidInput(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def gpu_batch_size(device: torch.device, layout: ModelLayout, net: Any) -> int:
+    """Windows per batch from free GPU memory and a bf16 activation estimate for the plans."""
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    features = _features_per_stage(net)
+    ph, pw = layout.patch_size
+    # per stage: ~8 live bf16 tensors of features × pixels (conv, norm, act, skip, decoder)
+    per_window = sum(f * ph * pw / 4**s for s, f in enumerate(features)) * 2 * 8
+    per_window += layout.n_outputs * ph * pw * 4 * 3  # logits, mirrored copy, accumulation
+    return int(max(1, min(MAX_GPU_BATCH, 0.6 * free // max(per_window, 1))))
+
+
+def _features_per_stage(net: Any) -> list[int]:
+    encoder = getattr(net, "encoder", None)
+    stages = getattr(encoder, "output_channels", None)
+    if isinstance(stages, list | tuple) and stages:
+        return [int(f) for f in stages]
+    return [32, 64, 128, 256, 512, 512, 512]
