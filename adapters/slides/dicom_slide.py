@@ -38,6 +38,9 @@ from service.domain.errors import (
 from service.domain.geometry import Box
 from service.domain.slide import Level, SlideInfo
 
+# Tiles of one region are decoded in parallel (wsidicom's thread pool).
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+
 _HEADER_TAGS = [
     "SOPClassUID",
     "Modality",
@@ -212,7 +215,9 @@ class DicomSlide:
 
         def reader(x: int, y: int, w: int, h: int) -> RGBArray:
             try:
-                img = wsi_level.get_region(Region(Point(x, y), Size(w, h)))
+                img = wsi_level.get_region(
+                    Region(Point(x, y), Size(w, h)), threads=DECODE_THREADS
+                )
                 return np.asarray(img.convert("RGB"), dtype=np.uint8)
             except Exception as exc:  # decoder and file errors of any kind
                 raise SlideUnreadable(

@@ -22,7 +22,7 @@ import numpy as np
 from adapters.slides.regions import WHITE, RGBArray
 
 CACHE_BYTES = 96 << 20
-DECODE_THREADS = 4
+DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
