@@ -213,7 +213,7 @@ class SyntheticScene:
             d = np.hypot(sx - cx, sy - cy)
             fat[i0:i1, j0:j1] |= d < r - _RING_UM
             ring[i0:i1, j0:j1] |= (d >= r - _RING_UM) & (d < r)
-        ring &= ~fat
+        fat &= ~ring  # membranes (septa) separate packed adipocytes
         fat &= marrow
         ring &= marrow
         return marrow, fat, ring, bone
@@ -227,10 +227,14 @@ class SyntheticScene:
         out[fat | ring] = TissueClass.ADIPOSE
         return out
 
-    def render(self, box: Box, downsample: float = 1.0) -> tuple[npt.NDArray[np.uint8],
-                                                               npt.NDArray[np.uint8]]:
-        """RGB uint8 and truth for a level-0 box at a downsample (area-averaged colour)."""
-        ss = max(1, min(int(round(downsample)), 4))
+    def render(self, box: Box, downsample: float = 1.0, supersample: bool = True
+               ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """RGB uint8 and truth for a level-0 box at a downsample.
+
+        Colour is area-averaged over up to 4x4 samples per pixel (as a scanner's optics and a
+        pyramid's downsampling do) unless ``supersample`` is False (faster, point-sampled).
+        """
+        ss = max(1, min(int(round(downsample)), 4)) if supersample else 1
         x_um, y_um = self._sample_grid(box, downsample / ss)
         marrow, fat, ring, bone = self._classes(x_um, y_um)
         hema = marrow & ~fat & ~ring
@@ -299,9 +303,10 @@ class SyntheticScene:
                                (0, truth.shape[1] - out.shape[1]), (0, 0)), mode="edge")
         return out, truth
 
-    def render_rgb(self, box: Box, downsample: float = 1.0) -> npt.NDArray[np.uint8]:
+    def render_rgb(self, box: Box, downsample: float = 1.0,
+                   supersample: bool = True) -> npt.NDArray[np.uint8]:
         """RGB only (the writers' render callback)."""
-        return self.render(box, downsample)[0]
+        return self.render(box, downsample, supersample)[0]
 
     def truth_counts(self, downsample: float | None = None, tile: int = 2048) -> tuple[int, int, int]:
         """(marrow px, adipose px, image px) of the whole slide sampled at ``downsample``.
