@@ -6,6 +6,7 @@ that is transparent outside the scanned area; we composite it on white.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,8 @@ class OpenSlideSlide:
             self._info = self._describe(path, mpp_override)
             self._probe()
             self._fast = self._verified_fast_reader(path) if direct_tiles else None
+            if self._fast is not None and self._info.vendor == "generic-tiff":
+                self._add_subifd_levels(path)
         except BaseException:
             self.close()
             raise
@@ -154,6 +157,26 @@ class OpenSlideSlide:
             fast.close()
             return None
         return fast
+
+    def _add_subifd_levels(self, path: str) -> None:
+        """OpenSlide's generic-tiff reader ignores pyramid levels stored as SubIFDs
+        (e.g. OME-TIFF); add them, read by the direct tile reader."""
+        sizes = TiledTiffReader.subifd_level_sizes(path)
+        base = self._info.levels[0]
+        if len(sizes) <= len(self._info.levels) or sizes[0] != (base.width, base.height):
+            return
+        fast = TiledTiffReader.open(path, sizes)
+        if fast is None:
+            return
+        levels = tuple(
+            Level(i, w, h, round((base.width / w + base.height / h) / 2.0, 6))
+            for i, (w, h) in enumerate(sizes)
+        )
+        assert self._fast is not None
+        self._fast.close()
+        self._fast = fast
+        self._info = dataclasses.replace(self._info, levels=levels)
+        self._probe()
 
     @property
     def info(self) -> SlideInfo:

@@ -75,6 +75,8 @@ class TiledTiffReader:
         try:
             with tifffile.TiffFile(path) as tif:
                 pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage)]
+                pages += [p for series in tif.series for level in series.levels
+                          for p in level.pages if isinstance(p, tifffile.TiffPage)]
                 by_size: dict[tuple[int, int], Any] = {}
                 for page in pages:
                     if _rgb_tiled_page(page):
@@ -99,6 +101,25 @@ class TiledTiffReader:
         except Exception:  # anything unusual: OpenSlide remains the reader
             return None
         return cls(path, levels)
+
+    @staticmethod
+    def subifd_level_sizes(path: str) -> list[tuple[int, int]]:
+        """Sizes of the pyramid levels tifffile finds in the first series (SubIFD pyramids
+        included, which OpenSlide's generic-tiff reader ignores); [] if unreadable."""
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                levels = tif.series[0].levels
+                sizes = []
+                for level in levels:
+                    page = level.pages[0]
+                    if not isinstance(page, tifffile.TiffPage) or not _rgb_tiled_page(page):
+                        return []
+                    sizes.append((int(page.imagewidth), int(page.imagelength)))
+                return sizes
+        except Exception:  # not a pyramid we understand
+            return []
 
     def _decode_tile(self, level: int, index: int) -> RGBArray:
         lv = self._levels[level]

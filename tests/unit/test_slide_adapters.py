@@ -277,3 +277,32 @@ def test_direct_tiff_tiles_equal_openslide_pixels(
     finally:
         direct.close()
         plain.close()
+
+
+def test_subifd_pyramid_levels_are_used(
+    synthetic_slides: SyntheticSlideFiles, tmp_path: Path
+) -> None:
+    """OpenSlide's generic-tiff reader sees only level 0 of a SubIFD (OME-style) pyramid."""
+    import tifffile
+    from PIL import Image
+
+    full = np.asarray(Image.open(synthetic_slides.png).convert("RGB"))
+    low = np.asarray(Image.fromarray(full).reduce(4))
+    path = tmp_path / "subifd.tif"
+    common = {"tile": (256, 256), "photometric": "rgb", "compression": "jpeg",
+              "compressionargs": {"level": 90}, "metadata": None}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(full, subifds=1, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **common)
+        tif.write(low, subfiletype=1, **common)
+    slide = open_slide(str(path))
+    png = open_slide(str(synthetic_slides.png), mpp_override=0.5)
+    try:
+        assert slide.info.format == "openslide:generic-tiff"
+        assert slide.info.mpp == pytest.approx((0.5, 0.5))
+        assert [lv.downsample for lv in slide.info.levels] == [1.0, 4.0]
+        box = Box(300, 200, 900, 700)
+        diff = np.abs(slide.read_region(box, 1).astype(int) - png.read_region(box, 1)).mean()
+        assert diff < 6.0
+    finally:
+        slide.close()
+        png.close()
