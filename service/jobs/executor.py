@@ -6,6 +6,7 @@ implementation of the same protocol. The manager owns the ledger; executors neve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +53,11 @@ class Executor(Protocol):
     def ready(self) -> bool: ...
 
     def free_slots(self) -> int:
-        """Slots that can take a task now; ``run`` may be called that many times at once."""
+        """Slots that can take a task now; ``start_task`` may be called that many times."""
 
-    async def run(self, task: Task, progress: ProgressCallback) -> TaskOutcome:
-        """Runs ``task`` on a free slot; progress is reported on the event-loop thread."""
+    def start_task(self, task: Task, progress: ProgressCallback) -> asyncio.Future[TaskOutcome]:
+        """Starts ``task`` on a free slot now and returns its outcome as a future; progress is
+        reported on the event-loop thread."""
 
     def cancel(self, job_id: str) -> bool:
         """Asks the running task of ``job_id`` to stop between tiles; False if not running."""

@@ -81,9 +81,13 @@ class LocalExecutor:
         self._stopping = True
         self._ready = False
         for worker in self._workers.values():
-            if worker.alive and worker.job_id is None:
+            if not worker.alive:
+                continue
+            if worker.job_id is None:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
+            else:  # busy: the manager has requeued its job already
+                worker.process.kill()
         loop = asyncio.get_running_loop()
         for worker in list(self._workers.values()):
             await loop.run_in_executor(None, worker.process.join, 5.0)
@@ -95,26 +99,28 @@ class LocalExecutor:
     def free_slots(self) -> int:
         return len(self._idle) if self.ready else 0
 
-    async def run(self, task: Task, progress: ProgressCallback) -> TaskOutcome:
+    def start_task(self, task: Task, progress: ProgressCallback) -> asyncio.Future[TaskOutcome]:
         if not self._idle:
-            raise RuntimeError("run() called without a free slot")
+            raise RuntimeError("start_task() called without a free slot")
         worker = self._idle.pop()
         worker.cancel.clear()
         worker.job_id = task.job_id
         worker.progress = progress
-        worker.outcome = asyncio.get_running_loop().create_future()
+        outcome: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
+        worker.outcome = outcome
         try:
             worker.conn.send(task)
         except OSError:
             self._on_exit(worker)
-        try:
-            return await worker.outcome
-        finally:
-            worker.job_id = None
-            worker.progress = None
-            worker.outcome = None
-            if worker.alive and not self._stopping:
-                self._idle.append(worker)
+        return outcome
+
+    def _release(self, worker: _Worker) -> None:
+        """The worker answered its task (even one whose future was cancelled): idle again."""
+        worker.job_id = None
+        worker.progress = None
+        worker.outcome = None
+        if worker.alive and not self._stopping and worker not in self._idle:
+            self._idle.append(worker)
 
     def cancel(self, job_id: str) -> bool:
         for worker in self._workers.values():
@@ -191,6 +197,7 @@ class LocalExecutor:
         }[kind]()
         if worker.outcome is not None and not worker.outcome.done():
             worker.outcome.set_result(outcome)
+        self._release(worker)
 
     def _on_exit(self, worker: _Worker) -> None:
         if not worker.alive:

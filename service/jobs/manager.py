@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -212,15 +213,22 @@ class JobManager:
         self._live[job.job_id] = Progress(stage="starting")
         self._changed(job.job_id)
         log.info("job %s running (attempt %d)", job.job_id, job.attempts)
-        self._running[job.job_id] = asyncio.create_task(self._run(job, task))
+        outcome = self.executor.start_task(task, lambda p: self._on_progress(job.job_id, p))
+        self._running[job.job_id] = asyncio.create_task(self._run(job, task, outcome))
 
-    async def _run(self, job: Job, task: Task) -> None:
+    async def _run(self, job: Job, task: Task, pending: asyncio.Future[TaskOutcome]) -> None:
         try:
-            outcome = await self.executor.run(task, lambda p: self._on_progress(job.job_id, p))
+            try:
+                outcome = await pending
+            except Exception as exc:  # noqa: BLE001 - an executor fault is a retryable loss
+                log.error("executor failed on job %s: %s", job.job_id, type(exc).__name__)
+                outcome = TaskOutcome("lost", message="executor error", retryable=True)
             last = self._live.get(job.job_id)
             if last is not None:  # keep the final stage and tile counts in the ledger
                 self.ledger.heartbeat(job.job_id, self.owner, self.settings.lease_s, last)
             self._record(job, outcome)
+            if outcome.status == "lost":  # the dead worker could not clean its scratch
+                shutil.rmtree(task.work_dir, ignore_errors=True)
         finally:
             self._running.pop(job.job_id, None)
             self._live.pop(job.job_id, None)
