@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -289,7 +290,9 @@ def test_subifd_pyramid_levels_are_used(
     full = np.asarray(Image.open(synthetic_slides.png).convert("RGB"))
     low = np.asarray(Image.fromarray(full).reduce(4))
     path = tmp_path / "subifd.tif"
-    common = {"tile": (256, 256), "photometric": "rgb", "compression": "zlib", "metadata": None}
+    common: dict[str, Any] = {
+        "tile": (256, 256), "photometric": "rgb", "compression": "zlib", "metadata": None
+    }
     with tifffile.TiffWriter(path) as tif:
         tif.write(full, subifds=1, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **common)
         tif.write(low, subfiletype=1, **common)
