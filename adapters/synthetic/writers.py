@@ -112,11 +112,13 @@ def write_svs(
     levels: Sequence[int] = (1, 4, 16),
     quality: int = 90,
     app_mag: float = 20.0,
+    bigtiff: bool | None = None,
 ) -> Path:
     """Write a pyramidal Aperio-like TIFF that OpenSlide reads as ``aperio`` with µm/px.
 
     Layout as Aperio's: IFD 0 = level 0 (tiled JPEG), IFD 1 = a small stripped thumbnail,
-    IFD 2.. = lower levels (tiled JPEG). Levels are plain IFDs, not SubIFDs.
+    IFD 2.. = lower levels (tiled JPEG). Levels are plain IFDs, not SubIFDs. BigTIFF is used
+    above 2 Gpx unless ``bigtiff`` says otherwise.
     """
     import tifffile
 
@@ -134,7 +136,8 @@ def write_svs(
         "subsampling": (2, 1),
         "metadata": None,
     }
-    with tifffile.TiffWriter(out, bigtiff=width_px0 * height_px0 > 2**31) as tif:
+    big = width_px0 * height_px0 > 2**31 if bigtiff is None else bigtiff
+    with tifffile.TiffWriter(out, bigtiff=big) as tif:
         for i, ds in enumerate(ds_levels):
             lw, lh = _level_size(width_px0, height_px0, ds)
             desc = head + props if ds == 1 else f"{head} -> {lw}x{lh} - {props}"
