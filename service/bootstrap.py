@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from service.domain.results import AnalysisResult
@@ -59,8 +58,47 @@ def analyze_to_dir(
         slide.close()
 
 
-def write_result_json(result: AnalysisResult, path: Path) -> None:
-    """result.json, written atomically."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False, default=str))
-    tmp.replace(path)
+def list_slides(paths: list[str]) -> list[str]:
+    """Expands folders to the slides in them (a DICOM-WSI folder is one slide)."""
+    from adapters.slides.registry import list_slides as _list
+
+    return _list(paths)
+
+
+def write_summary_figure(results: list[AnalysisResult], path: Path) -> Path:
+    from adapters.writers.summary_figure import write_summary_figure as _write
+
+    return _write(results, path)
+
+
+DEMO_SIZE_PX0 = (8192, 6144)
+DEMO_MPP = 0.5
+DEMO_SEED = 2026
+
+
+def make_demo_slides(folder: Path) -> tuple[Path, Path, float | None]:
+    """The embedded demo: one synthetic marrow slide as DICOM-WSI and as SVS.
+
+    Returns (DICOM folder, SVS path, true cellularity %). Files are reused if present.
+    """
+    from adapters.synthetic.scene import SyntheticScene
+    from adapters.synthetic.writers import svs_to_dicom_wsi, write_svs
+
+    scene = SyntheticScene(*DEMO_SIZE_PX0, mpp=DEMO_MPP, seed=DEMO_SEED, cellularity_target=45.0,
+                           glass_level=232.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    svs = folder / "demo-marrow.svs"
+    dicom_dir = folder / "demo-marrow-dicom"
+    if not svs.exists():
+        tmp = folder / "demo-marrow.svs.part"
+        write_svs(tmp, *DEMO_SIZE_PX0, DEMO_MPP, scene.render_rgb)
+        tmp.replace(svs)
+    if not dicom_dir.exists():
+        part = folder / "demo-marrow-dicom.part"
+        if part.exists():
+            import shutil
+
+            shutil.rmtree(part)
+        svs_to_dicom_wsi(svs, part, seed=f"demo-{DEMO_SEED}")
+        part.replace(dicom_dir)
+    return dicom_dir, svs, scene.truth_cellularity_pct

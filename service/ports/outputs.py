@@ -26,6 +26,10 @@ class LabelRaster(Protocol):
         """Rows [y0, y1) as a (y1 - y0, width) uint8 array."""
         ...
 
+    def close(self) -> None:
+        """Releases memory or the spill file; the raster is unusable afterwards."""
+        ...
+
 
 @dataclass(frozen=True)
 class AnalysisOutcome:
@@ -41,6 +45,9 @@ class AnalysisOutcome:
     px0_per_px: tuple[float, float]
     thumbnail: npt.NDArray[np.uint8]
     job_key: str
+
+    def class_map_close(self) -> None:
+        self.class_map.close()
 
 
 class ResultWriter(Protocol):

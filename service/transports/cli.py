@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # third-party libraries' deprecation chatter is not for users
+        for noisy in ("pydicom", "wsidicom", "wsidicomizer", "opentile", "highdicom"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         code: int = args.func(args)
     except MarrowscopeError as exc:
