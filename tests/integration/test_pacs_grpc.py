@@ -70,3 +70,33 @@ def test_routed_series_analysed_by_the_grpc_service_stores_one_sr(tmp_path: Path
         assert len(orthanc.instances_of_modality("ANN")) == 1
         jobs, _ = AnalysisClient(f"127.0.0.1:{grpc_server.port}", TOKEN).list()
         assert len(jobs) == 1  # the re-route found the same job by its idempotency key
+
+
+def test_submit_analysis_with_a_dicomweb_reference_reads_the_series_from_orthanc(
+    tmp_path: Path,
+) -> None:
+    from service.client import AnalysisClient
+    from service.config import ServerConfig
+    from service.transports.grpc.inprocess import ServerThread
+
+    wsi = write_small_wsi(tmp_path / "wsi")
+    first = dcmread(wsi[0], stop_before_pixels=True)
+    with start_orthanc(tmp_path / "orthanc") as orthanc:
+        for path in wsi:
+            orthanc.upload(path.read_bytes())
+        config = ServerConfig(
+            host="127.0.0.1", port=0, data_dir=tmp_path / "data", slide_roots=(tmp_path,),
+            pacs=(("orthanc", orthanc.dicomweb_url),), segmenter="fake",
+            tokens=f"{TOKEN} admin pacs", workers=1, drain_s=5.0,
+        )
+        with ServerThread(config) as server:
+            server.wait_ready()
+            client = AnalysisClient(f"127.0.0.1:{server.port}", TOKEN)
+            job = client.submit(study_uid=str(first.StudyInstanceUID),
+                                series_uid=str(first.SeriesInstanceUID), pacs="orthanc",
+                                outputs=("sr",), segmenter="fake")
+            final = list(client.watch(job.job_id, timeout_s=90))[-1]
+            assert final.state == "DONE", final.failure_reason
+            assert final.summary is not None
+            assert final.summary["cellularity_pct"] is not None
+            assert "sr.dcm" in final.artifacts

@@ -139,3 +139,25 @@ def test_disk_watermark_refuses_with_out_of_resources(
         assert server.spool.instance_count() == 0
     finally:
         server.stop()
+
+
+def test_store_targets_and_caller_rules_parse_or_fail_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.domain.errors import InvalidInput, SlideNotFound
+    from service.transports.scp_app import parse_store_target
+
+    assert parse_store_target("cstore:PACS@10.0.0.5:104").name == "cstore:PACS@10.0.0.5:104"
+    monkeypatch.delenv("MARROWSCOPE_DICOMWEB_CONFIG", raising=False)
+    with pytest.raises(SlideNotFound, match="not configured"):
+        parse_store_target("dicomweb:pacs")
+    with pytest.raises(InvalidInput):
+        parse_store_target("http://10.0.0.5/dicom-web")  # URLs only from configuration
+    with pytest.raises(InvalidInput):
+        parse_store_target("cstore:PACS@10.0.0.5")
+    rule = CallerRule.parse("ORTHANC@127.0.0.1,10.1.0.0/16")
+    assert rule.allows("ORTHANC", "10.1.2.3")
+    assert not rule.allows("ORTHANC", "10.2.0.1")
+    assert not rule.allows("OTHER", "127.0.0.1")
+    with pytest.raises(InvalidInput):
+        CallerRule.parse("ORTHANC")
