@@ -60,6 +60,19 @@ def rgba_image_on_white(img: Any) -> RGBArray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def nominal_downsample(width: int, height: int, lw: int, lh: int, downsample: float) -> float:
+    """The whole-number downsample a level was made with, if its size is that downsample's
+    rounding of the level-0 size (OpenSlide reports e.g. 3.992 for 1000 px -> 250 px);
+    otherwise OpenSlide's estimate. Keeps level geometry identical across adapters."""
+    nominal = round(downsample)
+    if nominal >= 1 and abs(downsample - nominal) < 0.05 * nominal:
+        fits_w = lw in (width // nominal, -(-width // nominal))
+        fits_h = lh in (height // nominal, -(-height // nominal))
+        if fits_w and fits_h:
+            return float(nominal)
+    return downsample
+
+
 class OpenSlideSlide:
     """A ``SlideSource`` over an ``openslide.OpenSlide``.
 
@@ -98,7 +111,8 @@ class OpenSlideSlide:
         width, height = (int(v) for v in slide.dimensions)
         check_declared_size(path, width, height)
         levels = tuple(
-            Level(index=i, width=int(w), height=int(h), downsample=float(ds))
+            Level(index=i, width=int(w), height=int(h),
+                  downsample=nominal_downsample(width, height, int(w), int(h), float(ds)))
             for i, ((w, h), ds) in enumerate(
                 zip(slide.level_dimensions, slide.level_downsamples, strict=True)
             )

@@ -61,17 +61,22 @@ def render_level_tile(
     y_lvl: int,
     tile: int,
 ) -> RGBArray:
-    """One ``tile`` x ``tile`` tile of a pyramid level, white-padded beyond the image edge."""
-    out = np.full((tile, tile, 3), _WHITE, dtype=np.uint8)
+    """One ``tile`` x ``tile`` tile of a pyramid level (see ``_pad_tile`` for the edges)."""
     box = Box(x_lvl * downsample, y_lvl * downsample, tile * downsample, tile * downsample)
     inside = box.clipped(width_px0, height_px0)
     if inside is None:
-        return out
+        return np.full((tile, tile, 3), _WHITE, dtype=np.uint8)
     pixels = np.asarray(render(inside, float(downsample)), dtype=np.uint8)[..., :3]
-    h = min(pixels.shape[0], tile)
-    w = min(pixels.shape[1], tile)
-    out[:h, :w] = pixels[:h, :w]
-    return out
+    return _pad_tile(pixels[:tile, :tile], tile)
+
+
+def _pad_tile(pixels: RGBArray, tile: int) -> RGBArray:
+    """Pads an edge tile to full size by repeating its last row/column: readers never show
+    the padding, and unlike a white border it causes no JPEG ringing inside the image."""
+    h, w = pixels.shape[:2]
+    if (h, w) == (tile, tile):
+        return np.ascontiguousarray(pixels)
+    return np.pad(pixels, ((0, tile - h), (0, tile - w), (0, 0)), mode="edge")
 
 
 def _level_tiles(
@@ -102,6 +107,83 @@ def _check_levels(levels: Sequence[int]) -> tuple[int, ...]:
     return lv
 
 
+class _LowerLevelSpool:
+    """Builds the lower pyramid levels from level-0 strips while level 0 is being written.
+
+    Each finished row of level-0 tiles is area-averaged (Pillow ``reduce``) into a disk-backed
+    array for the first lower level; further levels are reduced from the previous one. Memory
+    holds one strip of level 0, never the whole level.
+    """
+
+    def __init__(
+        self, folder: Path, width_px0: int, height_px0: int, levels: tuple[int, ...], tile: int
+    ) -> None:
+        self.width_px0, self.height_px0, self.levels, self.tile = (
+            width_px0, height_px0, levels, tile
+        )
+        self.arrays: dict[int, npt.NDArray[np.uint8]] = {}
+        for ds in levels[1:]:
+            lw, lh = _level_size(width_px0, height_px0, ds)
+            self.arrays[ds] = np.lib.format.open_memmap(
+                folder / f"level-{ds}.npy", mode="w+", dtype=np.uint8, shape=(lh, lw, 3)
+            )
+
+    @staticmethod
+    def usable(levels: tuple[int, ...], tile: int) -> bool:
+        ratios_ok = all(b % a == 0 for a, b in zip(levels, levels[1:], strict=False))
+        return len(levels) > 1 and tile % levels[1] == 0 and ratios_ok
+
+    def level0_tiles(self, render: RenderFn) -> Iterator[RGBArray]:
+        """Level-0 tiles in TIFF order; each row is reduced into the next level before its
+        tiles are handed out (the writer may stop pulling right after the last tile)."""
+        tile, w0, h0 = self.tile, self.width_px0, self.height_px0
+        ds1 = self.levels[1]
+        cols = math.ceil(w0 / tile)
+        for ty in range(math.ceil(h0 / tile)):
+            row = [render_level_tile(render, w0, h0, 1, tx * tile, ty * tile, tile)
+                   for tx in range(cols)]
+            rows = min(tile, h0 - ty * tile)
+            strip = np.concatenate(row, axis=1)[:rows, :w0]
+            reduced = _reduce(strip, ds1)
+            y1 = ty * tile // ds1
+            self.arrays[ds1][y1 : y1 + reduced.shape[0]] = reduced
+            del strip, reduced
+            yield from row
+
+    def finish(self) -> None:
+        """Reduces every further level from the previous one, in bands of rows."""
+        for finer, coarser in zip(self.levels[1:], self.levels[2:], strict=False):
+            ratio = coarser // finer
+            src, dst = self.arrays[finer], self.arrays[coarser]
+            band = ratio * 256
+            for y in range(0, src.shape[0], band):
+                reduced = _reduce(np.asarray(src[y : y + band]), ratio)
+                dst[y // ratio : y // ratio + reduced.shape[0]] = reduced
+
+    def tiles(self, ds: int) -> Iterator[RGBArray]:
+        """Tiles of a lower level in TIFF order, edge-padded (``_pad_tile``)."""
+        array, tile = self.arrays[ds], self.tile
+        lh, lw = array.shape[:2]
+        for ty in range(math.ceil(lh / tile)):
+            for tx in range(math.ceil(lw / tile)):
+                part = array[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile]
+                yield _pad_tile(np.asarray(part), tile)
+
+    def thumbnail(self) -> RGBArray:
+        from PIL import Image
+
+        img = Image.fromarray(np.ascontiguousarray(self.arrays[self.levels[-1]]))
+        img.thumbnail((_THUMBNAIL_MAX_PX, _THUMBNAIL_MAX_PX), Image.Resampling.BOX)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _reduce(pixels: RGBArray, factor: int) -> RGBArray:
+    """Area average by an integer factor (partial blocks at the edges averaged as they are)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).reduce(factor))
+
+
 def write_svs(
     path: str | Path,
     width_px0: int,
@@ -119,6 +201,10 @@ def write_svs(
     Layout as Aperio's: IFD 0 = level 0 (tiled JPEG), IFD 1 = a small stripped thumbnail,
     IFD 2.. = lower levels (tiled JPEG). Levels are plain IFDs, not SubIFDs. BigTIFF is used
     above 2 Gpx unless ``bigtiff`` says otherwise.
+
+    Level 0 is rendered tile by tile; lower levels are area averages of level 0 built on the
+    way (disk-backed, see ``_LowerLevelSpool``) when ``tile`` is a multiple of the first
+    downsample and downsamples divide each other; otherwise each level is rendered.
     """
     import tifffile
 
@@ -137,12 +223,24 @@ def write_svs(
         "metadata": None,
     }
     big = width_px0 * height_px0 > 2**31 if bigtiff is None else bigtiff
-    with tifffile.TiffWriter(out, bigtiff=big) as tif:
+    with (
+        tempfile.TemporaryDirectory(prefix="marrowscope-pyramid-", dir=out.parent) as tmp,
+        tifffile.TiffWriter(out, bigtiff=big) as tif,
+    ):
+        spool = (
+            _LowerLevelSpool(Path(tmp), width_px0, height_px0, ds_levels, tile)
+            if _LowerLevelSpool.usable(ds_levels, tile)
+            else None
+        )
         for i, ds in enumerate(ds_levels):
             lw, lh = _level_size(width_px0, height_px0, ds)
             desc = head + props if ds == 1 else f"{head} -> {lw}x{lh} - {props}"
+            if spool is None:
+                tiles = _level_tiles(render, width_px0, height_px0, ds, tile)
+            else:
+                tiles = spool.level0_tiles(render) if ds == 1 else spool.tiles(ds)
             tif.write(
-                _level_tiles(render, width_px0, height_px0, ds, tile),
+                tiles,
                 shape=(lh, lw, 3),
                 dtype=np.uint8,
                 tile=(tile, tile),
@@ -150,13 +248,19 @@ def write_svs(
                 **common,
             )
             if i == 0:
-                thumb = _thumbnail(render, width_px0, height_px0, ds_levels[-1])
+                if spool is not None:
+                    spool.finish()
+                    thumb = spool.thumbnail()
+                else:
+                    thumb = _thumbnail(render, width_px0, height_px0, ds_levels[-1])
                 tif.write(
                     thumb,
                     description=f"{head} -> {thumb.shape[1]}x{thumb.shape[0]} - {props}",
                     rowsperstrip=16,
                     **common,
                 )
+        if spool is not None:
+            spool.arrays.clear()
     return out
 
 
@@ -260,8 +364,15 @@ def write_dicom_wsi(
     """Write a VL Whole Slide Microscopy pyramid (TILED_FULL, JPEG baseline) into ``folder``.
 
     The pyramid is first written as an Aperio-like TIFF in a temporary folder, then its JPEG
-    tiles are moved into DICOM without re-encoding (``svs_to_dicom_wsi``).
+    tiles are moved into DICOM without re-encoding (``svs_to_dicom_wsi``). The size must be a
+    multiple of the largest downsample (the converter needs whole-number level scales).
     """
+    coarsest = max(int(d) for d in levels)
+    if width_px0 % coarsest or height_px0 % coarsest:
+        raise ValueError(
+            f"DICOM-WSI writer: {width_px0}x{height_px0} px must be multiples of the largest "
+            f"downsample {coarsest}"
+        )
     with tempfile.TemporaryDirectory(prefix="marrowscope-svs-") as tmp:
         svs = write_svs(
             Path(tmp) / "slide.svs", width_px0, height_px0, mpp, render,

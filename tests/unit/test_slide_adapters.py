@@ -308,3 +308,33 @@ def test_subifd_pyramid_levels_are_used(
     finally:
         slide.close()
         png.close()
+
+
+def _gradient(box: Box, downsample: float) -> np.ndarray:
+    h, w = -(-box.h_px0 // int(downsample)), -(-box.w_px0 // int(downsample))
+    ys = box.y_px0 + (np.arange(h)[:, None] + 0.5) * downsample
+    xs = box.x_px0 + (np.arange(w)[None, :] + 0.5) * downsample
+    v = (ys / 4 + xs / 8) % 256
+    return np.stack(np.broadcast_arrays(v, 255 - v, np.full_like(v, 128.0)), -1).astype(np.uint8)
+
+
+def test_odd_sized_svs_has_whole_number_downsamples(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from adapters.synthetic.writers import write_dicom_wsi, write_svs
+
+    path = write_svs(tmp_path / "odd.svs", 1000, 777, 0.25, _gradient)
+    slide = open_slide(str(path))
+    try:
+        assert [(lv.width, lv.height, lv.downsample) for lv in slide.info.levels] == [
+            (1000, 777, 1.0), (250, 195, 4.0), (63, 49, 16.0)
+        ]
+        assert slide.info.mpp == (0.25, 0.25)
+        low = slide.read_region(Box(0, 0, 1000, 777), 1)
+        assert low.shape == (195, 250, 3)
+        expected = np.asarray(Image.fromarray(_gradient(Box(0, 0, 1000, 777), 1.0)).reduce(4))
+        assert np.abs(low.astype(int) - expected).mean() < 3.0
+    finally:
+        slide.close()
+    with pytest.raises(ValueError, match="multiples"):
+        write_dicom_wsi(tmp_path / "odd-dicom", 1000, 777, 0.25, _gradient)
