@@ -153,11 +153,13 @@ def _wait_until_ready(
     raise RuntimeError(f"Orthanc did not answer within {timeout_s} s:\n{server.log()[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], graceful: bool) -> None:
+    """SIGTERM and wait (graceful), or SIGKILL at once: a test's storage is thrown away anyway,
+    and Orthanc takes ~3 s to shut down cleanly."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM if graceful else signal.SIGKILL)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -177,12 +179,14 @@ def start_orthanc(
     extra_config: dict[str, Any] | None = None,
     credentials: tuple[str, str] | None = None,
     startup_timeout_s: float = 30.0,
+    graceful_stop: bool = False,
 ) -> Iterator[OrthancServer]:
     """Starts Orthanc (+ DICOMweb plugin) on 127.0.0.1 with free ports; stops it by PID on exit.
 
     ``modalities`` maps a name to (AE title, host, port); ``lua_script`` is loaded as a Lua
     script (e.g. the ``OnStableSeries`` router); ``extra_config`` overrides any key;
-    ``credentials`` (user, password) turns on HTTP basic authentication.
+    ``credentials`` (user, password) turns on HTTP basic authentication; ``graceful_stop``
+    stops with SIGTERM (slow) instead of SIGKILL.
     """
     if ORTHANC_BINARY is None:
         raise RuntimeError("Orthanc is not installed")
@@ -242,7 +246,7 @@ def start_orthanc(
         _wait_until_ready(server, proc, startup_timeout_s)
         yield server
     finally:
-        _stop(proc)
+        _stop(proc, graceful_stop)
 
 
 @pytest.fixture
