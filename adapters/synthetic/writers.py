@@ -7,11 +7,13 @@ Pyramids are generated tile by tile, so level 0 is never held in memory as a who
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,15 +135,29 @@ class _LowerLevelSpool:
         ratios_ok = all(b % a == 0 for a, b in zip(levels, levels[1:], strict=False))
         return len(levels) > 1 and tile % levels[1] == 0 and ratios_ok
 
-    def level0_tiles(self, render: RenderFn) -> Iterator[RGBArray]:
+    def level0_tiles(self, render: RenderFn, workers: int = 1) -> Iterator[RGBArray]:
         """Level-0 tiles in TIFF order; each row is reduced into the next level before its
-        tiles are handed out (the writer may stop pulling right after the last tile)."""
+        tiles are handed out (the writer may stop pulling right after the last tile).
+        ``workers`` > 1 renders the tiles of a row in that many processes (``render`` must
+        then be picklable, e.g. a ``SyntheticScene`` method)."""
+        cols = math.ceil(self.width_px0 / self.tile)
+        with contextlib.ExitStack() as stack:
+            pool = (
+                stack.enter_context(ProcessPoolExecutor(workers)) if workers > 1 else None
+            )
+            yield from self._level0_rows(render, pool, cols)
+
+    def _level0_rows(
+        self, render: RenderFn, pool: ProcessPoolExecutor | None, cols: int
+    ) -> Iterator[RGBArray]:
         tile, w0, h0 = self.tile, self.width_px0, self.height_px0
         ds1 = self.levels[1]
-        cols = math.ceil(w0 / tile)
         for ty in range(math.ceil(h0 / tile)):
-            row = [render_level_tile(render, w0, h0, 1, tx * tile, ty * tile, tile)
-                   for tx in range(cols)]
+            jobs = [(render, w0, h0, 1, tx * tile, ty * tile, tile) for tx in range(cols)]
+            if pool is None:
+                row = [render_level_tile(*job) for job in jobs]
+            else:
+                row = list(pool.map(_render_job, jobs))
             rows = min(tile, h0 - ty * tile)
             strip = np.concatenate(row, axis=1)[:rows, :w0]
             reduced = _reduce(strip, ds1)
@@ -177,6 +193,10 @@ class _LowerLevelSpool:
         return np.asarray(img, dtype=np.uint8)
 
 
+def _render_job(job: tuple[RenderFn, int, int, int, int, int, int]) -> RGBArray:
+    return render_level_tile(*job)
+
+
 def _reduce(pixels: RGBArray, factor: int) -> RGBArray:
     """Area average by an integer factor (partial blocks at the edges averaged as they are)."""
     from PIL import Image
@@ -195,6 +215,7 @@ def write_svs(
     quality: int = 90,
     app_mag: float = 20.0,
     bigtiff: bool | None = None,
+    render_workers: int = 1,
 ) -> Path:
     """Write a pyramidal Aperio-like TIFF that OpenSlide reads as ``aperio`` with µm/px.
 
@@ -205,6 +226,7 @@ def write_svs(
     Level 0 is rendered tile by tile; lower levels are area averages of level 0 built on the
     way (disk-backed, see ``_LowerLevelSpool``) when ``tile`` is a multiple of the first
     downsample and downsamples divide each other; otherwise each level is rendered.
+    ``render_workers`` > 1 renders level-0 tiles in that many processes.
     """
     import tifffile
 
@@ -238,7 +260,9 @@ def write_svs(
             if spool is None:
                 tiles = _level_tiles(render, width_px0, height_px0, ds, tile)
             else:
-                tiles = spool.level0_tiles(render) if ds == 1 else spool.tiles(ds)
+                tiles = (
+                    spool.level0_tiles(render, render_workers) if ds == 1 else spool.tiles(ds)
+                )
             tif.write(
                 tiles,
                 shape=(lh, lw, 3),
@@ -247,6 +271,8 @@ def write_svs(
                 description=desc,
                 **common,
             )
+            if isinstance(tiles, Generator):
+                tiles.close()  # ends a render process pool even if not pulled to the end
             if i == 0:
                 if spool is not None:
                     spool.finish()
