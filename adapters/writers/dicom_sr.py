@@ -13,12 +13,11 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from pydicom.sr.codedict import codes
-from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry import Polygon, box
 
 from adapters.writers import dicom_common as dc
 from adapters.writers.identity import job_uid
-from adapters.writers.vectorize import mask_polygons
-from service.domain.labels import TissueClass
+from adapters.writers.vectorize import vectorize
 from service.ports.outputs import AnalysisOutcome
 
 SR_SERIES_NUMBER = 9001
@@ -139,10 +138,8 @@ def measurements(outcome: AnalysisOutcome) -> list[hd.sr.Measurement]:
 
 def marrow_outline_px0(outcome: AnalysisOutcome) -> Polygon:
     """Convex hull of the marrow (level-0 px); the whole image when there is no marrow."""
-    marrow, _ = mask_polygons(outcome.class_map, lambda rows: rows != TissueClass.OUTSIDE)
-    sx, sy = outcome.px0_per_px
-    hull = MultiPolygon(marrow).convex_hull if not marrow.is_empty else None
+    marrow = vectorize(outcome).marrow
+    hull = marrow.convex_hull if not marrow.is_empty else None
     if not isinstance(hull, Polygon) or hull.area == 0:
         return box(0, 0, outcome.slide.width_px0, outcome.slide.height_px0)
-    coords = np.asarray(hull.exterior.coords) * np.array([sx, sy])
-    return Polygon(coords)
+    return hull

@@ -72,8 +72,22 @@ class Vectors:
         )
 
 
+_cache: dict[tuple[str, int], Vectors] = {}
+
+
 def vectorize(outcome: AnalysisOutcome) -> Vectors:
-    """Marrow region, hematopoietic tissue and adipocytes of an analysis, in level-0 pixels."""
+    """Marrow region, hematopoietic tissue and adipocytes of an analysis, in level-0 pixels.
+
+    The last result is kept, so the GeoJSON, ANN and SR writers of one analysis trace once.
+    """
+    key = (outcome.job_key, id(outcome.class_map))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = _vectorize(outcome)
+    return _cache[key]
+
+
+def _vectorize(outcome: AnalysisOutcome) -> Vectors:
     raster = outcome.class_map
     sx, sy = outcome.px0_per_px
     mpp = outcome.result.mpp_analyzed
