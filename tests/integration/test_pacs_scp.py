@@ -161,3 +161,37 @@ def test_store_targets_and_caller_rules_parse_or_fail_clearly(
     assert not rule.allows("OTHER", "127.0.0.1")
     with pytest.raises(InvalidInput):
         CallerRule.parse("ORTHANC")
+
+
+@pytest.mark.parametrize(
+    ("syntax", "accepted"),
+    [
+        ("1.2.840.10008.1.2.1", True),  # explicit VR little endian
+        ("1.2.840.10008.1.2.4.50", True),  # JPEG baseline
+        ("1.2.840.10008.1.2.4.90", True),  # JPEG 2000 lossless
+        ("1.2.840.10008.1.2.4.91", True),  # JPEG 2000
+        ("1.2.840.10008.1.2.4.80", False),  # JPEG-LS: not offered
+    ],
+)
+def test_wsi_transfer_syntaxes_negotiated(scp: StorageScp, syntax: str, accepted: bool) -> None:
+    from pynetdicom import AE
+
+    from service.transports.scp import VL_WSI_STORAGE
+
+    ae = AE(ae_title="SENDER")
+    ae.add_requested_context(VL_WSI_STORAGE, syntax)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="MARROWSCOPE")
+    # pynetdicom aborts an association in which no context was accepted
+    assert assoc.is_established is accepted
+    if assoc.is_established:
+        assert len(assoc.accepted_contexts) == 1
+        assoc.release()
+
+
+def test_uncompressed_instance_is_stored(scp: StorageScp, wsi_files: list[Path]) -> None:
+    ds = dcmread(wsi_files[1])
+    ds.decompress()  # → explicit VR little endian
+    assert str(ds.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
+    assert sender(scp).send([ds]) == [0]
+    (stored,) = (scp.config.spool_dir / "series").rglob("*.dcm")
+    assert str(dcmread(stored).file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
