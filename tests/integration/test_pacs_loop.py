@@ -74,12 +74,15 @@ def routed_orthanc(tmp_path: Path, scp_port: int) -> Iterator[OrthancServer]:
         yield orthanc
 
 
-def in_process_service(tmp_path: Path, port: int, orthanc: OrthancServer) -> PacsService:
-    submitter = LocalJobSubmitter(tmp_path / "results", PARAMS, outputs=("sr", "ann"))
+def in_process_service(
+    tmp_path: Path, port: int, orthanc: OrthancServer, outputs: tuple[str, ...] = ("sr", "ann")
+) -> PacsService:
+    submitter = LocalJobSubmitter(tmp_path / "results", PARAMS, outputs=outputs)
     return build_pacs_service(
         ScpConfig(spool_dir=tmp_path / "spool", port=port, stable_age_s=0.5, min_free_bytes=0,
                   allowed_callers=(CallerRule.parse("ORTHANC@127.0.0.1"),)),
-        submitter, orthanc_store(orthanc), RouterPolicy(poll_interval_s=0.1, backoff_s=0.2),
+        submitter, orthanc_store(orthanc),
+        RouterPolicy(outputs=outputs, poll_interval_s=0.1, backoff_s=0.2),
     )
 
 
@@ -120,12 +123,12 @@ def sr_cellularity(sr: Dataset) -> float:
     raise AssertionError("no cellularity NUM item in the SR")
 
 
-def test_stowed_slide_comes_back_with_sr_and_ann_in_its_study(
+def test_stowed_slide_comes_back_with_sr_ann_and_seg_in_its_study(
     tmp_path: Path, wsi_dir: Path, expected_cellularity: float
 ) -> None:
     port = free_port()
     with routed_orthanc(tmp_path, port) as orthanc:
-        service = in_process_service(tmp_path, port, orthanc)
+        service = in_process_service(tmp_path, port, orthanc, outputs=("sr", "ann", "seg"))
         service.start()
         try:
             study, series = stow(orthanc, wsi_dir)
@@ -133,6 +136,7 @@ def test_stowed_slide_comes_back_with_sr_and_ann_in_its_study(
             srs = results_in_study(orthanc, study, "SR")
             assert len(srs) == 1
             assert len(results_in_study(orthanc, study, "ANN")) == 1
+            assert len(results_in_study(orthanc, study, "SEG")) == 1  # asked for
             sr_series = srs[0]["0020000E"]["Value"][0]
             sr_uid = srs[0]["00080018"]["Value"][0]
             client = build_dicomweb_client(DicomWebServer("orthanc", orthanc.dicomweb_url))
