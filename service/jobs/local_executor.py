@@ -37,6 +37,7 @@ class _Worker:
         self.outcome: asyncio.Future[TaskOutcome] | None = None
         self.progress: ProgressCallback | None = None
         self.alive = True
+        self.loaded = False
 
 
 class LocalExecutor:
@@ -68,7 +69,8 @@ class LocalExecutor:
             self._spawn(index)
         for worker in list(self._workers.values()):
             try:
-                self.spec = await asyncio.wait_for(worker.ready, self._start_timeout_s)
+                self.spec = await asyncio.wait_for(asyncio.shield(worker.ready),
+                                                   self._start_timeout_s)
             except TimeoutError as exc:
                 raise ModelUnavailable("a worker did not load the segmenter in time") from exc
         self._ready = True
@@ -83,10 +85,10 @@ class LocalExecutor:
         for worker in self._workers.values():
             if not worker.alive:
                 continue
-            if worker.job_id is None:
+            if worker.job_id is None and worker.loaded:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
-            else:  # busy: the manager has requeued its job already
+            else:  # busy (its job is requeued already) or still loading the segmenter
                 worker.process.kill()
         loop = asyncio.get_running_loop()
         for worker in list(self._workers.values()):
@@ -175,6 +177,7 @@ class LocalExecutor:
     def _on_message(self, worker: _Worker, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "ready":
+            worker.loaded = True
             if not worker.ready.done():
                 worker.ready.set_result(msg[1])
             if worker.alive and worker.job_id is None and worker not in self._idle:
@@ -206,9 +209,12 @@ class LocalExecutor:
         if worker in self._idle:
             self._idle.remove(worker)
         if not worker.ready.done():
-            worker.ready.set_exception(
-                ModelUnavailable(f"worker exited with code {worker.process.exitcode} while loading")
-            )
+            if self._stopping:
+                worker.ready.cancel()
+            else:
+                worker.ready.set_exception(ModelUnavailable(
+                    f"worker exited with code {worker.process.exitcode} while loading"
+                ))
         if worker.outcome is not None and not worker.outcome.done():
             log.warning("worker %d died running job %s", worker.index, worker.job_id)
             worker.outcome.set_result(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -65,7 +64,7 @@ def test_submit_watch_done_with_artifacts(tmp_path: Path) -> None:
 
 
 def test_resubmit_returns_the_same_job(tmp_path: Path) -> None:
-    slide = write_slide(tmp_path / "slides")
+    slide = write_slide(tmp_path / "slides", width=384, height=256)
     with running_server(base_config(tmp_path)) as (server, stub):
         first = stub.SubmitAnalysis(submit_request(slide), metadata=metadata())
         again = stub.SubmitAnalysis(submit_request("slide.png"), metadata=metadata())  # relative
@@ -80,8 +79,9 @@ def test_resubmit_returns_the_same_job(tmp_path: Path) -> None:
         assert _code(lambda: stub.SubmitAnalysis(
             submit_request(slide, key="order-17", tile_size=256), metadata=metadata()
         )) == grpc.StatusCode.FAILED_PRECONDITION
-        for job_id in (first.job_id, other.job_id, keyed.job_id):
-            assert watch_states(stub, job_id)[-1].state == pb.JOB_STATE_DONE
+        assert watch_states(stub, first.job_id)[-1].state == pb.JOB_STATE_DONE
+        assert stub.SubmitAnalysis(submit_request(slide), metadata=metadata()).job_id \
+            == first.job_id  # also once it is DONE
 
 
 def test_cancel_mid_run_stops_the_worker(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_full_queue_answers_resource_exhausted(tmp_path: Path) -> None:
 
 
 def test_list_get_artifact_and_errors(tmp_path: Path) -> None:
-    slide = write_slide(tmp_path / "slides")
+    slide = write_slide(tmp_path / "slides", width=384, height=256)
     config = base_config(tmp_path, artifact_chunk_bytes=4096)
     with running_server(config) as (server, stub):
         ids = [stub.SubmitAnalysis(submit_request(slide, key=f"k{i}"), metadata=metadata()).job_id
@@ -225,7 +225,41 @@ def test_list_get_artifact_and_errors(tmp_path: Path) -> None:
             == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_python_client_and_64_concurrent_clients(tmp_path: Path) -> None:
+def test_64_concurrent_clients_are_all_served(tmp_path: Path) -> None:
+    slide = write_slide(tmp_path / "slides", width=256, height=256)
+    config = base_config(tmp_path, queue_limit=100)
+    with running_server(config, env={"MARROWSCOPE_FAKE_LOAD_S": "30"}, wait=False) \
+            as (server, _stub):
+        target = f"127.0.0.1:{server.port}"
+        barrier = threading.Barrier(64)
+        served: dict[int, str] = {}
+        errors: list[BaseException] = []
+
+        def one_client(i: int) -> None:
+            try:
+                with AnalysisClient(target, token=ADMIN) as client:
+                    barrier.wait(30)
+                    submitted = client.submit(slide, segmenter="fake", mpp=2.0,
+                                              idempotency_key=f"c{i}")
+                    served[i] = client.get(submitted.job_id).state
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one_client, args=(i,)) for i in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors[:3]
+        assert served == {i: "QUEUED" for i in range(64)}
+        with AnalysisClient(target, token=ADMIN) as client:
+            jobs, token = client.list(page_size=500)
+        assert len(jobs) == 64
+        assert token == ""
+
+
+@pytest.mark.slow
+def test_python_client_and_64_concurrent_clients_to_done(tmp_path: Path) -> None:
     slide = write_slide(tmp_path / "slides", width=256, height=256)
     with running_server(base_config(tmp_path, workers=2)) as (server, stub):
         target = f"127.0.0.1:{server.port}"
@@ -237,17 +271,16 @@ def test_python_client_and_64_concurrent_clients(tmp_path: Path) -> None:
                 with AnalysisClient(target, token=ADMIN) as client:
                     submitted = client.submit(slide, segmenter="fake", mpp=2.0,
                                               outputs=("geojson",), idempotency_key=f"c{i}")
-                    final = list(client.watch(submitted.job_id, timeout_s=120))[-1]
+                    final = list(client.watch(submitted.job_id, timeout_s=300))[-1]
                     results[i] = final.state
             except BaseException as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
 
-        started = time.monotonic()
         threads = [threading.Thread(target=one_client, args=(i,)) for i in range(64)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(180)
+            t.join(300)
         assert not errors, errors[:3]
         assert results == {i: "DONE" for i in range(64)}
         with AnalysisClient(target, token=ADMIN) as client:
@@ -255,4 +288,3 @@ def test_python_client_and_64_concurrent_clients(tmp_path: Path) -> None:
             assert len(jobs) == 64
             out = client.download(jobs[0].job_id, "result.json", tmp_path / "r.json")
             assert json.loads(out.read_text())["segmenter"].startswith("fake")
-        print(f"64 clients served in {time.monotonic() - started:.1f} s")
