@@ -81,10 +81,12 @@ def vectorize(outcome: AnalysisOutcome) -> Vectors:
     The last result is kept, so the GeoJSON, ANN and SR writers of one analysis trace once.
     """
     key = (outcome.job_key, id(outcome.class_map))
-    if key not in _cache:
+    hit = _cache.get(key)
+    if hit is None:
+        hit = _vectorize(outcome)
         _cache.clear()
-        _cache[key] = _vectorize(outcome)
-    return _cache[key]
+        _cache[key] = hit
+    return hit
 
 
 def _vectorize(outcome: AnalysisOutcome) -> Vectors:

@@ -193,3 +193,13 @@ def _walk(items: object) -> list:
         if "ContentSequence" in item:
             out.extend(_walk(item.ContentSequence))
     return out
+
+
+def test_no_marrow_sr_has_areas_but_no_percentages(tmp_path: Path) -> None:
+    outcome = fake_outcome(np.zeros((40, 60), np.uint8), job_key="empty")
+    (path,) = StructuredReportWriter().write(outcome, tmp_path)
+    (group,) = hd.sr.srread(path).content.get_planar_roi_measurement_groups()
+    assert group.get_measurements(name=dc.CELLULARITY) == []
+    assert [m.value for m in group.get_measurements(name=codes.SCT.Area)] == [0, 0, 0]
+    with pytest.raises(OutputError, match="no marrow"):
+        BulkAnnotationWriter().write(outcome, tmp_path)
