@@ -140,6 +140,19 @@ class RoutingLedger:
             self._update(route_id, "attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
                          (error[:500], retry_at))
 
+    def stored_series(self, stored_before: float) -> list[str]:
+        """Series whose results were all stored before ``stored_before`` and that have no
+        route in progress (candidates for pruning the spool)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT series_key FROM routes GROUP BY series_key"
+                " HAVING SUM(state IN (?, ?)) = 0 AND MAX(updated_at) < ?"
+                " AND SUM(state = ?) > 0",
+                (RouteState.PENDING.value, RouteState.SUBMITTED.value, stored_before,
+                 RouteState.STORED.value),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM routes GROUP BY state").fetchall()

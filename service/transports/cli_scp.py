@@ -49,6 +49,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--segmenter", default="classical", help="segmenter for in-process analysis")
     p.add_argument("--workers", type=int, default=1, help="in-process analysis threads")
     p.add_argument("--max-attempts", type=int, default=5, help="attempts per series")
+    p.add_argument("--retention-h", type=float, default=24.0,
+                   help="delete spooled instances this long after their results were stored "
+                        "(negative = keep forever)")
     p.set_defaults(func=run_scp)
 
 
@@ -83,7 +86,9 @@ def run_scp(args: argparse.Namespace) -> int:
             args.results or args.spool / "results", AnalysisParams(segmenter=args.segmenter),
             outputs=outputs, workers=args.workers,
         )
-    service = build_pacs_service(config, submitter, parse_store_target(args.store_to), policy)
+    retention_s = None if args.retention_h < 0 else args.retention_h * 3600.0
+    service = build_pacs_service(config, submitter, parse_store_target(args.store_to), policy,
+                                 retention_s)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -81,6 +81,7 @@ class Spool:
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
         (self.root / "series").mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._series_locks = tuple(threading.Lock() for _ in range(64))
         self._db = sqlite3.connect(
             self.root / "spool.sqlite", check_same_thread=False, isolation_level=None
         )
@@ -104,6 +105,10 @@ class Spool:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _series_lock(self, series_key: str) -> threading.Lock:
+        """Serialises writing into and pruning of one series folder (striped locks)."""
+        return self._series_locks[int(series_key[:8], 16) % len(self._series_locks)]
 
     def series_dir(self, series_key: str) -> Path:
         return self.root / "series" / series_key
@@ -130,6 +135,14 @@ class Spool:
         now = time.time() if now is None else now
         digest = hashlib.sha256(data).hexdigest()
         key = series_key_of(study_uid, series_uid)
+        with self._series_lock(key):
+            return self._store_locked(data, key, digest, study_uid, series_uid,
+                                      sop_instance_uid, calling_ae, now)
+
+    def _store_locked(
+        self, data: bytes, key: str, digest: str, study_uid: str, series_uid: str,
+        sop_instance_uid: str, calling_ae: str, now: float,
+    ) -> Path:
         target_dir = self.series_dir(key)
         target = target_dir / f"{digest}.dcm"
         if not target.exists():
@@ -193,6 +206,21 @@ class Spool:
                 (series_key,),
             ).fetchone()
             return self._series(*row) if row else None
+
+    def forget_series(self, series_key: str, arrived_before: float) -> bool:
+        """Deletes a series' files and index entries unless an instance arrived since
+        ``arrived_before``; a later arrival then starts the series afresh."""
+        with self._series_lock(series_key):
+            with self._tx() as db:
+                cur = db.execute(
+                    "DELETE FROM series WHERE series_key = ? AND last_arrival < ?",
+                    (series_key, arrived_before),
+                )
+                if cur.rowcount != 1:
+                    return False
+                db.execute("DELETE FROM instances WHERE series_key = ?", (series_key,))
+            shutil.rmtree(self.series_dir(series_key), ignore_errors=True)
+        return True
 
     def instance_count(self) -> int:
         with self._lock:

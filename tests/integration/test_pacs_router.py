@@ -172,6 +172,9 @@ def test_same_series_routed_three_times_stores_results_once(
     with pacs_loop(tmp_path, submitter) as (orthanc, service):
         stow_slide(orthanc, wsi_files)
         wait_stored(service, 1)
+        service.retention_s = 0.0  # prune the spool: the ledger still knows the series
+        assert service.prune_spool(time.time() + 1) == 1
+        assert not list((tmp_path / "spool" / "series").iterdir())
         route_again(orthanc)
         route_again(orthanc)
         time.sleep(1.5)  # > stable age: both re-routes announced and handled
