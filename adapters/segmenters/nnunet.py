@@ -202,15 +202,14 @@ class NnUNetSegmenter:
         if tiles.shape[0] == 0:
             empty = np.zeros(tiles.shape[:3], dtype=np.float32)
             return TileProbabilities(marrow=empty, fat=None)
-        probs = self._engine.predict(tiles)
-        marrow = probs[:, self._layout.marrow_channel]
-        fat = None
-        if self._layout.fat_channel is not None:
-            fat = np.ascontiguousarray(probs[:, self._layout.fat_channel])
-            marrow = marrow + fat
-        return TileProbabilities(
-            marrow=np.ascontiguousarray(np.clip(marrow, 0.0, 1.0), dtype=np.float32), fat=fat
-        )
+        layout = self._layout
+        if layout.fat_channel is None:
+            probs = self._engine.predict(tiles, (layout.marrow_channel,))
+            return TileProbabilities(marrow=np.ascontiguousarray(probs[:, 0]), fat=None)
+        probs = self._engine.predict(tiles, (layout.marrow_channel, layout.fat_channel))
+        fat = np.ascontiguousarray(probs[:, 1])
+        marrow = np.clip(probs[:, 0] + fat, 0.0, 1.0).astype(np.float32)
+        return TileProbabilities(marrow=marrow, fat=fat)
 
 
 def _is_fat(label_name: str) -> bool:

@@ -46,16 +46,14 @@ class _Window:
     x: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class _TileWork:
-    """One tile inside the sliding window: its normalised, padded data and accumulators."""
+    """One tile ready for the sliding window: normalised, padded data and where it came from."""
 
-    data: torch.Tensor  # (C, Hp, Wp) normalised + padded
+    data: torch.Tensor  # (C, Hp, Wp) normalised + padded, on the device
     crop: tuple[slice, slice]  # nonzero bbox inside the original tile
     pad: tuple[int, int]  # padding before (y, x)
     size: tuple[int, int]  # cropped size (h, w)
-    logits: torch.Tensor | None = None
-    weights: torch.Tensor | None = None
 
 
 class SlidingWindowEngine:
@@ -99,12 +97,14 @@ class SlidingWindowEngine:
             return CPU_BATCH
         return gpu_batch_size(self.device, self.layout, self._networks[0])
 
-    def predict(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """(N, H, W, 3) uint8 RGB → (N, K, H, W) float32 class probabilities."""
+    def predict(
+        self, tiles: npt.NDArray[np.uint8], channels: tuple[int, ...]
+    ) -> npt.NDArray[np.float32]:
+        """(N, H, W, 3) uint8 RGB → (N, len(channels), H, W) float32 class probabilities."""
         import torch
 
         try:
-            return self._predict(tiles)
+            return self._predict(tiles, channels)
         except torch.OutOfMemoryError:
             if not self.on_gpu:
                 raise
@@ -113,44 +113,63 @@ class SlidingWindowEngine:
             self.device = torch.device("cpu")
             self._batch_size = CPU_BATCH
             self._place_networks()
-            return self._predict(tiles)
+            return self._predict(tiles, channels)
 
-    def _predict(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    def _predict(
+        self, tiles: npt.NDArray[np.uint8], channels: tuple[int, ...]
+    ) -> npt.NDArray[np.float32]:
         import torch
 
-        n, h, w = tiles.shape[:3]
-        probs = np.zeros((n, self.layout.n_outputs, h, w), dtype=np.float32)
         with _torch_flags(self.on_gpu), torch.inference_mode():
-            work = [self._prepare(tile) for tile in tiles]
+            work = self._prepare(tiles)
+            total: torch.Tensor | None = None
             for net in self._networks:
-                for i, fold_probs in enumerate(self._fold_probabilities(net, work, (h, w))):
-                    probs[i] += fold_probs
-        if len(self._networks) > 1:
-            probs /= len(self._networks)
-        return probs
+                probs = self._fold_probabilities(net, work, tiles.shape[1:3], channels)
+                total = probs if total is None else total + probs
+            assert total is not None
+            if len(self._networks) > 1:
+                total /= len(self._networks)
+            out: npt.NDArray[np.float32] = total.cpu().numpy()
+        return out
 
     # --- preprocessing -------------------------------------------------------------------
 
-    def _prepare(self, tile: npt.NDArray[np.uint8]) -> _TileWork:
+    def _prepare(self, tiles: npt.NDArray[np.uint8]) -> list[_TileWork]:
+        """Tiles → normalised (C, H, W) tensors on the device, one nnU-Net case per tile."""
         import torch
 
-        if self.layout.channels == "grey":
-            chw = grey_like_pil(tile)[None]
-        else:
-            chw = np.ascontiguousarray(tile.transpose(2, 0, 1))
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device, non_blocking=True)
+        grey = self.layout.channels == "grey"
+        x = _grey_like_pil(x)[:, None] if grey else x.permute(0, 3, 1, 2)
         if self.layout.transpose_hw:
-            chw = np.ascontiguousarray(chw.transpose(0, 2, 1))
-        crop, inside = _nonzero_crop(chw)
-        data_u8 = torch.from_numpy(np.ascontiguousarray(chw[(slice(None), *crop)]))
-        if self.on_gpu:
-            data_u8 = data_u8.pin_memory().to(self.device, non_blocking=True)
-        data = data_u8.float()
-        mask = None
-        if inside is not None:
-            mask = torch.from_numpy(inside[crop]).to(self.device)
-        for c, norm in enumerate(self.layout.norms):
-            data[c] = _normalise(data[c], norm, mask if norm.use_mask else None)
+            x = x.transpose(2, 3)
+        # tiles without all-zero pixels (the usual case) need no crop and no normalisation mask
+        full = (x != 0).any(dim=1).flatten(1).all(dim=1).tolist()
+        if all(full):
+            data = _normalise_batch(x.float(), self.layout.norms)
+            return [self._padded(data[i], None) for i in range(data.shape[0])]
+        return [
+            self._padded(_normalise_tile(x[i].float(), self.layout.norms, None), None)
+            if ok
+            else self._prepare_one(x[i])
+            for i, ok in enumerate(full)
+        ]
+
+    def _prepare_one(self, chw_u8: torch.Tensor) -> _TileWork:
+        """A tile with all-zero pixels: nnU-Net's crop to the nonzero region, masks for norm."""
+        import torch
+
+        crop, inside = _nonzero_crop(chw_u8.cpu().numpy())
+        data = chw_u8[(slice(None), *crop)].float()
+        mask = None if inside is None else torch.from_numpy(inside[crop]).to(self.device)
+        return self._padded(_normalise_tile(data, self.layout.norms, mask), crop)
+
+    def _padded(self, data: torch.Tensor, crop: tuple[slice, slice] | None) -> _TileWork:
+        import torch
+
         size = (int(data.shape[1]), int(data.shape[2]))
+        if crop is None:
+            crop = (slice(0, size[0]), slice(0, size[1]))
         ph, pw = self.layout.patch_size
         pad_y, pad_x = max(ph - size[0], 0), max(pw - size[1], 0)
         before = (pad_y // 2, pad_x // 2)
@@ -162,15 +181,12 @@ class SlidingWindowEngine:
 
     # --- sliding window --------------------------------------------------------------------
 
-    def _windows(self, work: list[_TileWork]) -> list[_Window]:
+    def _steps(self, item: _TileWork) -> tuple[list[int], list[int]]:
         from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
 
-        windows: list[_Window] = []
-        for i, item in enumerate(work):
-            shape = (int(item.data.shape[1]), int(item.data.shape[2]))
-            ys, xs = compute_steps_for_sliding_window(shape, self.layout.patch_size, TILE_STEP)
-            windows.extend(_Window(i, int(y), int(x)) for y in ys for x in xs)
-        return windows
+        shape = (int(item.data.shape[1]), int(item.data.shape[2]))
+        ys, xs = compute_steps_for_sliding_window(shape, self.layout.patch_size, TILE_STEP)
+        return [int(y) for y in ys], [int(x) for x in xs]
 
     def _gaussian_map(self) -> torch.Tensor:
         if self._gaussian is None:
@@ -187,36 +203,49 @@ class SlidingWindowEngine:
         return self._gaussian
 
     def _fold_probabilities(
-        self, net: nn.Module, work: list[_TileWork], tile_hw: tuple[int, int]
-    ) -> Iterator[npt.NDArray[np.float32]]:
+        self,
+        net: nn.Module,
+        work: list[_TileWork],
+        tile_hw: tuple[int, ...],
+        channels: tuple[int, ...],
+    ) -> torch.Tensor:
+        """(N, len(channels), H, W) probabilities of one network, on the device."""
         import torch
 
-        k = self.layout.n_outputs
+        out = torch.zeros((len(work), len(channels), *tile_hw), device=self.device)
         ph, pw = self.layout.patch_size
+        single = [i for i, it in enumerate(work) if tuple(it.data.shape[1:]) == (ph, pw)]
+        several = [i for i in range(len(work)) if i not in set(single)]
+        size = self.batch_size()
+        # fast path: the tile is exactly one window (tile size = patch size, nothing cropped)
+        for start in range(0, len(single), size):
+            idx = single[start : start + size]
+            logits = self._forward(net, torch.stack([work[i].data for i in idx]))
+            for j, i in enumerate(idx):
+                out[i] = self._place(work[i], logits[j], tile_hw, channels)
+        windows = [
+            _Window(i, y, x) for i in several for ys, xs in [self._steps(work[i])]
+            for y in ys for x in xs
+        ]
+        if not windows:
+            return out
         gaussian = self._gaussian_map()
-        for item in work:
-            item.logits = torch.zeros((k, *item.data.shape[1:]), device=self.device)
-            item.weights = torch.zeros(item.data.shape[1:], device=self.device)
-        windows = self._windows(work)
-        for batch in self._batches(windows):
+        k = self.layout.n_outputs
+        acc = {w.tile: torch.zeros((k, *work[w.tile].data.shape[1:]), device=self.device)
+               for w in windows}
+        weight = {t: torch.zeros(a.shape[1:], device=self.device) for t, a in acc.items()}
+        for start in range(0, len(windows), size):
+            batch = windows[start : start + size]
             x = torch.stack(
                 [work[wd.tile].data[:, wd.y : wd.y + ph, wd.x : wd.x + pw] for wd in batch]
             )
             logits = self._forward(net, x)
             for j, wd in enumerate(batch):
-                item = work[wd.tile]
-                assert item.logits is not None
-                assert item.weights is not None
-                item.logits[:, wd.y : wd.y + ph, wd.x : wd.x + pw] += logits[j] * gaussian
-                item.weights[wd.y : wd.y + ph, wd.x : wd.x + pw] += gaussian
-        for item in work:
-            yield self._tile_probabilities(item, tile_hw)
-            item.logits = item.weights = None
-
-    def _batches(self, windows: list[_Window]) -> Iterator[list[_Window]]:
-        size = self.batch_size()
-        for start in range(0, len(windows), size):
-            yield windows[start : start + size]
+                acc[wd.tile][:, wd.y : wd.y + ph, wd.x : wd.x + pw] += logits[j] * gaussian
+                weight[wd.tile][wd.y : wd.y + ph, wd.x : wd.x + pw] += gaussian
+        for t, a in acc.items():
+            out[t] = self._place(work[t], a / weight[t], tile_hw, channels)
+        return out
 
     def _forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch; halves the batch on CUDA OOM (raises at batch size 1)."""
@@ -253,30 +282,29 @@ class SlidingWindowEngine:
                 prediction /= len(combos) + 1
         return prediction
 
-    def _tile_probabilities(
-        self, item: _TileWork, tile_hw: tuple[int, int]
-    ) -> npt.NDArray[np.float32]:
+    def _place(
+        self,
+        item: _TileWork,
+        logits: torch.Tensor,
+        tile_hw: tuple[int, ...],
+        channels: tuple[int, ...],
+    ) -> torch.Tensor:
+        """Softmax of a tile's (padded) logits → requested channels at the tile's size."""
         import torch
 
-        assert item.logits is not None
-        assert item.weights is not None
-        logits = item.logits / item.weights
         (y0, x0), (h, w) = item.pad, item.size
-        probs = torch.softmax(logits[:, y0 : y0 + h, x0 : x0 + w], dim=0).cpu().numpy()
-        if self.layout.transpose_hw:
-            probs = probs.transpose(0, 2, 1)
-            out_hw = (tile_hw[1], tile_hw[0])
-        else:
-            out_hw = tile_hw
-        crop = item.crop
-        if (crop[0].stop - crop[0].start, crop[1].stop - crop[1].start) != out_hw:
-            full = np.zeros((probs.shape[0], *out_hw), dtype=np.float32)
-            full[0] = 1.0  # outside the nonzero region nnU-Net predicts background
-            full[(slice(None), *crop)] = probs
+        probs = torch.softmax(logits[:, y0 : y0 + h, x0 : x0 + w], dim=0)[list(channels)]
+        out_hw = (tile_hw[1], tile_hw[0]) if self.layout.transpose_hw else tuple(tile_hw)
+        if (h, w) != out_hw:
+            full = torch.zeros((len(channels), *out_hw), device=self.device)
+            for j, c in enumerate(channels):
+                if c == 0:
+                    full[j] = 1.0  # outside the nonzero region nnU-Net predicts background
+            full[(slice(None), *item.crop)] = probs
             probs = full
         if self.layout.transpose_hw:
-            probs = probs.transpose(0, 2, 1)
-        return np.ascontiguousarray(probs, dtype=np.float32)
+            probs = probs.transpose(1, 2)
+        return probs
 
 
 def _nonzero_crop(
@@ -294,6 +322,37 @@ def _nonzero_crop(
         return (slice(0, chw.shape[1]), slice(0, chw.shape[2])), filled
     crop = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
     return crop, filled
+
+
+def _grey_like_pil(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 → (N, H, W) uint8 luma, bit-identical to :func:`grey_like_pil`."""
+    import torch
+
+    v = x.to(torch.int32)
+    luma = (v[..., 0] * 19595 + v[..., 1] * 38470 + v[..., 2] * 7471 + 0x8000) >> 16
+    return luma.to(torch.uint8)
+
+
+def _normalise_batch(x: torch.Tensor, norms: tuple[ChannelNorm, ...]) -> torch.Tensor:
+    """(N, C, H, W) float, per tile and channel; vectorised for the common unmasked schemes."""
+    for c, norm in enumerate(norms):
+        if norm.scheme == "ZScoreNormalization":
+            ch = x[:, c]
+            mean = ch.mean(dim=(1, 2), keepdim=True)
+            std = ch.std(dim=(1, 2), keepdim=True, correction=0).clamp(min=1e-8)
+            x[:, c] = (ch - mean) / std
+        else:
+            for i in range(x.shape[0]):
+                x[i, c] = _normalise(x[i, c], norm, None)
+    return x
+
+
+def _normalise_tile(
+    x: torch.Tensor, norms: tuple[ChannelNorm, ...], mask: torch.Tensor | None
+) -> torch.Tensor:
+    for c, norm in enumerate(norms):
+        x[c] = _normalise(x[c], norm, mask if norm.use_mask else None)
+    return x
 
 
 def _normalise(x: torch.Tensor, norm: ChannelNorm, mask: torch.Tensor | None) -> torch.Tensor:

@@ -151,12 +151,18 @@ def _labels(
     return labels, 1, fat, max(values) + 1
 
 
+# Stock nnU-Net trainers that keep nnUNetTrainer.build_network_architecture (schedule, loss,
+# augmentation or optimiser variants): built directly from the plans, without importing the
+# training stack (seconds of imports on a cold CLI start).
+DEFAULT_BUILD_TRAINERS = re.compile(
+    r"^nnUNetTrainer(_\d+epochs?(_NoMirroring)?|NoMirroring|_onlyMirror01|DA5|DAOrd0|NoDA"
+    r"|_noDummy2DDA|CELoss|DiceLoss|TopkLoss|CosAnneal|_warmup|Adam|Adan"
+    r"|_probabilisticOversampling(_\d+)?)?$"
+)
+
+
 def find_trainer(name: str, where: str) -> type[Any]:
     """The trainer class named in the checkpoint (its ``build_network_architecture`` is used)."""
-    if name == "nnUNetTrainer":
-        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-        return nnUNetTrainer  # type: ignore[no-any-return]
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     try:
@@ -170,13 +176,19 @@ def find_trainer(name: str, where: str) -> type[Any]:
 
 def build_networks(bundle: NnUNetBundle, layout: ModelLayout) -> list[nn.Module]:
     """One eval-mode network per fold, weights loaded, on CPU."""
+    where = bundle.origin
+    n_in = 3 if layout.channels == "rgb" else 1
+    arch = _resolved_config(bundle.plans["configurations"], bundle.configuration).get(
+        "architecture"
+    )
+    if DEFAULT_BUILD_TRAINERS.match(bundle.trainer_name) and isinstance(arch, dict):
+        return [_default_network(arch, n_in, layout, weights, f"{where} fold {fold}")
+                for fold, weights in zip(bundle.folds, bundle.fold_weights, strict=True)]
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    where = bundle.origin
     trainer = find_trainer(bundle.trainer_name, where)
     plans_manager = PlansManager(bundle.plans)
     config_manager = plans_manager.get_configuration(bundle.configuration)
-    n_in = 3 if layout.channels == "rgb" else 1
     build = trainer.build_network_architecture
     networks = []
     for fold, weights in zip(bundle.folds, bundle.fold_weights, strict=True):
@@ -198,6 +210,24 @@ def build_networks(bundle: NnUNetBundle, layout: ModelLayout) -> list[nn.Module]
         net.eval()
         networks.append(net)
     return networks
+
+
+def _default_network(
+    arch: dict[str, Any], n_in: int, layout: ModelLayout, weights: dict[str, Any], where: str
+) -> nn.Module:
+    """What nnUNetTrainer.build_network_architecture builds, from the plans' architecture."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    try:
+        net = get_network_from_plans(
+            arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
+            n_in, layout.n_outputs, allow_init=False, deep_supervision=False,
+        )
+    except Exception as exc:
+        raise ModelUnavailable(f"{where}: cannot build the network from plans ({exc})") from exc
+    _load_weights(net, weights, n_in, where)
+    net.eval()
+    return net  # type: ignore[no-any-return]
 
 
 def _load_weights(net: nn.Module, weights: dict[str, Any], n_in: int, where: str) -> None:

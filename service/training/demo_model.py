@@ -1,12 +1,15 @@
 """Trains, exports and registers the demo nnU-Net model on synthetic slides (CPU, ~30 min).
 
-    python -m service.training.demo_model [--work build/demo_model] [--epochs 30] [--iters 40]
+    nice -n 10 python -m service.training.demo_model [--work build/demo_model] [--epochs 14]
+        [--iters 40] [--budget-min 30]
 
 Real nnU-Net v2: fingerprint, ExperimentPlanner plans, DefaultPreprocessor, nnUNetTrainer
 training loop (augmentation, Dice+CE loss, deep supervision, poly LR). Only the schedule (epochs,
 iterations) and the network width (features 8-128, 5 stages, patch 256²) are slimmed so that it
 trains on two CPU cores and analyses a slide on CPU in seconds. The result is exported in
 ``nnUNetv2_export_model_to_zip`` layout to ``checkpoints/`` and registered in the manifest.
+Training stops at the wall-clock budget if the epochs do not fit (shared CPUs); then nnU-Net's
+best checkpoint so far is exported.
 """
 
 from __future__ import annotations
@@ -100,16 +103,24 @@ def plan_and_preprocess(dataset_id: int) -> None:
     preprocess([dataset_id], "nnUNetPlans", configurations=("2d",), num_processes=(1,))
 
 
-def train(plans: dict[str, Any], dataset_json: dict[str, Any], epochs: int, iters: int) -> Path:
+def train(
+    plans: dict[str, Any], dataset_json: dict[str, Any], epochs: int, iters: int, budget_s: float
+) -> Path:
     import torch
 
-    from service.training.demo_trainer import make_trainer_class
+    from service.training.demo_trainer import TrainingBudgetReached, make_trainer_class
 
     os.environ["NNUNET_N_PROC_DA"] = "0"  # augment in the training process (2 shared cores)
     torch.manual_seed(0)
-    trainer_cls = make_trainer_class(epochs, iters)
+    trainer_cls = make_trainer_class(epochs, iters, budget_s)
     trainer = trainer_cls(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
-    trainer.run_training()
+    try:
+        trainer.run_training()
+    except TrainingBudgetReached as stop:
+        print(f"wall-clock budget reached: {stop}; exporting checkpoint_best", flush=True)
+        for loader in (trainer.dataloader_train, trainer.dataloader_val):
+            if hasattr(loader, "_finish"):
+                loader._finish()
     return Path(trainer.output_folder)
 
 
@@ -117,7 +128,11 @@ def export(results_fold: Path, checkpoints: Path) -> Path:
     """Zip in nnUNetv2_export_model_to_zip layout; checkpoint slimmed for inference."""
     import torch
 
-    ckpt = torch.load(results_fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    source = results_fold / "checkpoint_final.pth"
+    if not source.is_file():  # stopped at the wall-clock budget: the best epoch so far
+        source = results_fold / "checkpoint_best.pth"
+    ckpt = torch.load(source, map_location="cpu", weights_only=False)
+    print(f"exporting {source.name} (epoch {ckpt['current_epoch']})", flush=True)
     # the subclass only changes the schedule; nnUNetTrainer rebuilds the identical network, so
     # any nnU-Net installation (nnUNetv2_predict included) can load the exported model
     ckpt["trainer_name"] = "nnUNetTrainer"
@@ -178,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=40, help="iterations per epoch")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget-min", type=float, default=30.0,
+                        help="stop training after this many minutes (default 30)")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
     args = parser.parse_args(argv)
 
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     plans = slim_plans(Path(env["nnUNet_preprocessed"]))
     dataset_json = json.loads((Path(env["nnUNet_raw"]) / DATASET / "dataset.json").read_text())
     print(f"[{time.perf_counter() - t0:.0f}s] planned + preprocessed", flush=True)
-    fold_dir = train(plans, dataset_json, args.epochs, args.iters)
+    fold_dir = train(plans, dataset_json, args.epochs, args.iters, args.budget_min * 60)
     print(f"[{time.perf_counter() - t0:.0f}s] trained: {fold_dir}", flush=True)
     zip_path = export(fold_dir, args.checkpoints.resolve())
     sha = register(zip_path, args.checkpoints.resolve())

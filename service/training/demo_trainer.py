@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
-def make_trainer_class(epochs: int, iters: int, val_iters: int = 4) -> type[Any]:
-    """nnUNetTrainer with ``epochs`` × ``iters`` iterations; network and loss unchanged."""
+class TrainingBudgetReached(Exception):
+    """Raised after an epoch once the wall-clock budget is spent (checkpoint_best is kept)."""
+
+
+def make_trainer_class(
+    epochs: int, iters: int, budget_s: float, val_iters: int = 4
+) -> type[Any]:
+    """nnUNetTrainer with ``epochs`` × ``iters`` iterations, stopped after ``budget_s``.
+
+    Network, loss, augmentation and sampling are nnUNetTrainer's. On shared CPUs the epoch
+    count may not fit the budget: training then stops after the epoch that crosses it and the
+    best checkpoint so far (nnU-Net's EMA pseudo-Dice on the validation fold) is exported.
+    """
+    started = time.monotonic()
 
     class nnUNetTrainerMarrowscopeDemo(nnUNetTrainer):  # type: ignore[misc]
         def __init__(
@@ -26,5 +39,10 @@ def make_trainer_class(epochs: int, iters: int, val_iters: int = 4) -> type[Any]
             self.num_iterations_per_epoch = iters
             self.num_val_iterations_per_epoch = val_iters
             self.save_every = 10
+
+        def on_epoch_end(self) -> None:
+            super().on_epoch_end()
+            if time.monotonic() - started > budget_s and self.current_epoch < self.num_epochs:
+                raise TrainingBudgetReached(f"stopped after epoch {self.current_epoch - 1}")
 
     return nnUNetTrainerMarrowscopeDemo

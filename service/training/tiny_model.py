@@ -17,6 +17,7 @@ from typing import Any, Literal
 DATASET = "Dataset999_TinyMarrow"
 TRAINER = "nnUNetTrainer"
 PLANS = "nnUNetPlans"
+DEFAULT_2D_FEATURES = (32, 64, 128, 256, 512, 512, 512, 512)
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,14 @@ class TinyModel:
 
 
 def tiny_plans(
-    channels: Literal["rgb", "grey"], patch: int = 32, scheme: str = "ZScoreNormalization"
+    channels: Literal["rgb", "grey"],
+    patch: int = 32,
+    scheme: str = "ZScoreNormalization",
+    features: tuple[int, ...] = (4, 8, 16),
+    n_conv: int = 1,
 ) -> dict[str, Any]:
     n_in = 3 if channels == "rgb" else 1
-    stages = 3
+    stages = len(features)
     return {
         "dataset_name": DATASET,
         "plans_name": PLANS,
@@ -63,12 +68,12 @@ def tiny_plans(
                         "dynamic_network_architectures.architectures.unet.PlainConvUNet",
                     "arch_kwargs": {
                         "n_stages": stages,
-                        "features_per_stage": [4, 8, 16],
+                        "features_per_stage": list(features),
                         "conv_op": "torch.nn.modules.conv.Conv2d",
                         "kernel_sizes": [[3, 3]] * stages,
                         "strides": [[1, 1]] + [[2, 2]] * (stages - 1),
-                        "n_conv_per_stage": [1] * stages,
-                        "n_conv_per_stage_decoder": [1] * (stages - 1),
+                        "n_conv_per_stage": [n_conv] * stages,
+                        "n_conv_per_stage_decoder": [n_conv] * (stages - 1),
                         "conv_bias": True,
                         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d",
                         "norm_op_kwargs": {"eps": 1e-05, "affine": True},
@@ -109,12 +114,18 @@ def write_tiny_model(
     patch: int = 32,
     seed: int = 0,
     scheme: str = "ZScoreNormalization",
+    features: tuple[int, ...] = (4, 8, 16),
+    n_conv: int = 1,
 ) -> TinyModel:
-    """Writes the model under ``root`` and returns its three forms."""
+    """Writes the model under ``root`` and returns its three forms.
+
+    The defaults make a ~10k-parameter network; ``features=DEFAULT_2D_FEATURES, n_conv=2,
+    patch=1280`` gives the size of nnU-Net's default 2D network on 1280² patches.
+    """
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    plans = tiny_plans(channels, patch, scheme)
+    plans = tiny_plans(channels, patch, scheme, features, n_conv)
     dataset_json = tiny_dataset_json(channels, with_fat)
     arch = plans["configurations"]["2d"]["architecture"]
     folder = root / DATASET / f"{TRAINER}__{PLANS}__2d"
