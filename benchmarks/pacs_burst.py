@@ -1,6 +1,6 @@
 """Burst benchmark of the PACS loop: N series from parallel senders → N SRs in Orthanc.
 
-    python benchmarks/pacs_burst.py --series 50 --senders 4
+    python benchmarks/pacs_burst.py --series 50 --senders 4 [--via grpc]
 
 Four pynetdicom senders C-STORE N distinct synthetic DICOM-WSI series (two instances each) into
 the marrowscope SCP at once; each stable series is analysed in-process with the fast fake
@@ -17,7 +17,9 @@ import io
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +34,7 @@ from adapters.pacs.config import DicomWebServer  # noqa: E402
 from adapters.pacs.cstore_scu import CStoreSender, DicomPeer  # noqa: E402
 from adapters.pacs.stow import DicomWebStore  # noqa: E402
 from service.pacs.ledger import RouteState  # noqa: E402
+from service.pacs.ports import JobSubmitter  # noqa: E402
 from service.pacs.router import RouterPolicy  # noqa: E402
 from service.pacs.submit_local import LocalJobSubmitter  # noqa: E402
 from service.pipeline.params import AnalysisParams  # noqa: E402
@@ -59,6 +62,28 @@ def clone_series(template: list[Dataset], index: int) -> list[Dataset]:
     return out
 
 
+@contextmanager
+def job_service(args: argparse.Namespace, tmp: Path) -> Iterator[JobSubmitter]:
+    if args.via == "local":
+        yield LocalJobSubmitter(tmp / "results", AnalysisParams(segmenter="fake"),
+                                outputs=("sr", "ann"), workers=args.workers)
+        return
+    from service.client import AnalysisClient
+    from service.config import ServerConfig
+    from service.pacs.submit_grpc import GrpcJobSubmitter
+    from service.transports.grpc.inprocess import ServerThread
+
+    token = "burst-admin-token-0123456789"
+    config = ServerConfig(host="127.0.0.1", port=0, data_dir=tmp / "grpc-data",
+                          slide_roots=(tmp / "spool",), segmenter="fake",
+                          tokens=f"{token} admin burst", workers=args.workers,
+                          queue_limit=max(64, args.series))
+    with ServerThread(config) as server:
+        server.wait_ready()
+        yield GrpcJobSubmitter("", client=AnalysisClient(f"127.0.0.1:{server.port}", token),
+                               segmenter="fake")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=50)
@@ -66,6 +91,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="analysis threads")
     parser.add_argument("--stable-s", type=float, default=1.0)
     parser.add_argument("--timeout-s", type=float, default=900)
+    parser.add_argument("--via", choices=("local", "grpc"), default="local",
+                        help="analyse in the SCP process, or through an in-process "
+                             "`marrowscope serve` (gRPC, spawned workers)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="pacs-burst-") as tmp_name:
@@ -73,15 +101,14 @@ def main() -> int:
         template = [dcmread(p) for p in write_small_wsi(tmp / "template")]
         batches = [clone_series(template, i) for i in range(args.series)]
         port = free_port()
-        with start_orthanc(tmp / "orthanc") as orthanc:
+        (tmp / "spool").mkdir()
+        with start_orthanc(tmp / "orthanc") as orthanc, job_service(args, tmp) as submitter:
             store = DicomWebStore(DicomWebServer("orthanc", orthanc.dicomweb_url, timeout_s=30))
             callers = tuple(CallerRule.parse(f"SENDER{i}@127.0.0.1") for i in range(args.senders))
             service = build_pacs_service(
                 ScpConfig(spool_dir=tmp / "spool", port=port, stable_age_s=args.stable_s,
                           allowed_callers=callers, min_free_bytes=0),
-                LocalJobSubmitter(tmp / "results", AnalysisParams(segmenter="fake"),
-                                  outputs=("sr", "ann"), workers=args.workers),
-                store, RouterPolicy(poll_interval_s=0.2),
+                submitter, store, RouterPolicy(poll_interval_s=0.2),
             )
             service.start()
             try:
@@ -113,7 +140,8 @@ def main() -> int:
 
     expected_instances = args.series * len(template)
     ok_status = sum(1 for s in statuses if s == 0)
-    print(f"series {args.series}, senders {args.senders}, analysis workers {args.workers}, "
+    print(f"series {args.series}, senders {args.senders}, analysis workers {args.workers} "
+          f"({args.via}), "
           f"stable age {args.stable_s} s, segmenter fake")
     print(f"received {received}/{expected_instances} instances "
           f"({ok_status} success statuses) in {t_received:.1f} s "
