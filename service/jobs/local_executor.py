@@ -184,7 +184,12 @@ class LocalExecutor:
                 self._idle.append(worker)  # also how a replacement worker joins the pool
             return
         if kind == "load_failed":
-            if not worker.ready.done():
+            if worker.ready.done():
+                return
+            if self._ready:  # a replacement worker: nobody awaits it, the pool shrinks
+                log.error("replacement worker %d could not load the segmenter", worker.index)
+                worker.ready.cancel()
+            else:
                 worker.ready.set_exception(ModelUnavailable(f"segmenter failed to load: {msg[1]}"))
             return
         if kind == "progress":
@@ -209,7 +214,7 @@ class LocalExecutor:
         if worker in self._idle:
             self._idle.remove(worker)
         if not worker.ready.done():
-            if self._stopping:
+            if self._stopping or self._ready:
                 worker.ready.cancel()
             else:
                 worker.ready.set_exception(ModelUnavailable(
@@ -220,5 +225,5 @@ class LocalExecutor:
             worker.outcome.set_result(
                 TaskOutcome("lost", message="worker process died", retryable=True)
             )
-        if not self._stopping:
+        if not self._stopping and worker.loaded:  # one that never loaded is not retried
             self._spawn(worker.index)
