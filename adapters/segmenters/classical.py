@@ -76,14 +76,15 @@ class ClassicalSegmenter:
         nuclei = (hema_od - background > self.NUCLEUS_CONTRAST) & (hema_od > self.NUCLEUS_OD)
         density = ndimage.gaussian_filter(nuclei.astype(np.float32), self.DENSITY_SIGMA_UM / mpp)
         tissue = density > self.DENSITY_MIN
-        tissue = _remove_small(tissue, self.MIN_PARTICLE_UM2 * px2)
         grey = rgbf @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         bright = grey > self.BRIGHT_FRACTION * float(np.percentile(grey, 99.5))
         vacuoles = _remove_large(bright, self.MAX_VACUOLE_UM2 * px2)
         closing = max(1, int(round(2 / mpp)))
         candidate = ndimage.binary_closing(tissue | vacuoles, iterations=closing, border_value=0)
         candidate |= tissue | vacuoles
-        marrow = _components_overlapping(candidate, tissue)
+        # a particle = nucleated tissue with its vacuoles; isolated specks (debris) are too small
+        marrow = _remove_small(_components_overlapping(candidate, tissue),
+                               self.MIN_PARTICLE_UM2 * px2)
         return _fill_small_holes(marrow, self.MAX_VACUOLE_UM2 * px2)
 
 

@@ -36,6 +36,8 @@ _BONE_CELL_UM = 900.0
 _NUCLEUS_CELL_UM = 7.0
 _VACUOLE_CELL_UM = 70.0
 _RING_UM = 1.2
+_CANDIDATES = 5
+SCENE_VERSION = 4  # bump when rendering changes (benchmark caches key on it)
 
 
 def _hash01(ix: npt.NDArray[np.int64], iy: npt.NDArray[np.int64], salt: int) -> FloatArray:
@@ -94,13 +96,19 @@ class SyntheticScene:
         return self._coarse_grid(_BONE_CELL_UM, 2)
 
     def _field(self, grid: FloatArray, cell_um: float, x_um: FloatArray, y_um: FloatArray) -> FloatArray:
-        """A smooth field; on large regular 2-D grids it is evaluated coarsely and interpolated."""
-        k = 8
-        if x_um.ndim == 2 and min(x_um.shape) > 4 * k:
+        """A smooth field (cubic spline of a coarse random grid).
+
+        On large regular 2-D sample grids it is evaluated exactly every few µm and linearly
+        interpolated in between (the field varies over hundreds of µm).
+        """
+        step_um = float(x_um[0, 1] - x_um[0, 0]) if x_um.ndim == 2 and x_um.shape[1] > 1 else 0.0
+        k = int(8.0 / step_um) if step_um > 0 else 0
+        if k >= 2 and min(x_um.shape) > 4 * k:
             xc = np.append(x_um[0, ::k], x_um[0, -1])
             yc = np.append(y_um[::k, 0], y_um[-1, 0])
             gy, gx = np.meshgrid(yc, xc, indexing="ij")
-            coarse = self._field(grid, cell_um, gx, gy)
+            coords = np.stack([gy / cell_um + 1.5, gx / cell_um + 1.5])
+            coarse = ndimage.map_coordinates(grid, coords, order=3, mode="nearest")
             ii = np.minimum(np.arange(x_um.shape[0]) / k, len(yc) - 1.0)
             jj = np.minimum(np.arange(x_um.shape[1]) / k, len(xc) - 1.0)
             # the last coarse sample sits at the true last position, not at a multiple of k
@@ -142,11 +150,11 @@ class SyntheticScene:
     @cached_property
     def _vacuole_probability(self) -> float:
         fat = np.clip(1.0 - self.cellularity_target / 100.0, 0.0, 0.97)
-        # union coverage of a Poisson disc process: 1 - exp(-density * mean area); 3 candidates
-        # per cell of _VACUOLE_CELL_UM; the mean area of a disc of radius U(12, 45) µm.
+        # union coverage of a Poisson disc process: 1 - exp(-density * mean area);
+        # _CANDIDATES per cell of _VACUOLE_CELL_UM; mean area of a disc of radius 12-45 µm.
         mean_area = math.pi * (12.0**2 + 12.0 * 45.0 + 45.0**2) / 3.0
         density = -math.log(1.0 - fat * 1.08) / mean_area if fat * 1.08 < 1 else 1.0
-        return float(min(1.0, density * _VACUOLE_CELL_UM**2 / 3.0))
+        return float(min(1.0, density * _VACUOLE_CELL_UM**2 / _CANDIDATES))
 
     def vacuoles_in(self, x0_um: float, y0_um: float, x1_um: float, y1_um: float) -> FloatArray:
         """Vacuole discs (cx_um, cy_um, r_um) that may intersect the given µm rectangle."""
@@ -158,7 +166,7 @@ class SyntheticScene:
         gy, gx = np.meshgrid(iy, ix, indexing="ij")
         gx, gy = gx.ravel(), gy.ravel()
         discs = []
-        for k in range(3):
+        for k in range(_CANDIDATES):
             present = _hash01(gx, gy, self.seed * 31 + 10 + k) < self._vacuole_probability
             ox = _hash01(gx, gy, self.seed * 31 + 20 + k)
             oy = _hash01(gx, gy, self.seed * 31 + 30 + k)
@@ -214,8 +222,10 @@ class SyntheticScene:
             fat[i0:i1, j0:j1] |= d < r - _RING_UM
             ring[i0:i1, j0:j1] |= (d >= r - _RING_UM) & (d < r)
         fat &= ~ring  # membranes (septa) separate packed adipocytes
-        fat &= marrow
-        ring &= marrow
+        # adipocytes are whole cells: at a particle's edge they bulge it, membrane included
+        fat &= ~bone
+        ring &= ~bone
+        marrow |= fat | ring
         return marrow, fat, ring, bone
 
     def truth(self, box: Box, downsample: float = 1.0) -> npt.NDArray[np.uint8]:
