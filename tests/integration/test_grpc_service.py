@@ -288,3 +288,28 @@ def test_python_client_and_64_concurrent_clients_to_done(tmp_path: Path) -> None
             assert len(jobs) == 64
             out = client.download(jobs[0].job_id, "result.json", tmp_path / "r.json")
             assert json.loads(out.read_text())["segmenter"].startswith("fake")
+
+
+def test_dicomweb_references_use_configured_pacs_only(tmp_path: Path) -> None:
+    (tmp_path / "slides").mkdir()
+    config = base_config(tmp_path, pacs=(("main", "http://127.0.0.1:9/dicom-web"),))
+    with running_server(config, env={"MARROWSCOPE_FAKE_LOAD_S": "30"}, wait=False) \
+            as (server, stub):
+        def submit(pacs: str, study: str = "1.2.3", series: str = "1.2.3.4") -> object:
+            slide = pb.SlideReference(dicomweb=pb.DicomWebSlide(
+                pacs=pacs, study_instance_uid=study, series_instance_uid=series))
+            return stub.SubmitAnalysis(pb.SubmitAnalysisRequest(slide=slide),
+                                       metadata=metadata())
+
+        first = submit("")  # the default (first) PACS
+        assert first.created
+        assert submit("main").job_id == first.job_id  # the same series on the same PACS
+
+        def code(*args: str) -> grpc.StatusCode:
+            return _code(lambda: submit(*args))
+
+        assert code("other") == grpc.StatusCode.INVALID_ARGUMENT  # URLs only from config
+        assert code("main", "1.2.x") == grpc.StatusCode.INVALID_ARGUMENT
+        assert code("main", "1.2.3", "") == grpc.StatusCode.INVALID_ARGUMENT
+        job = server.run_sync(server.running.manager.get, first.job_id)
+        assert job.request.reference == "http://127.0.0.1:9/dicom-web/studies/1.2.3/series/1.2.3.4"

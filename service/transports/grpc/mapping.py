@@ -54,9 +54,16 @@ def resolve_dicomweb(ref: Any, config: ServerConfig) -> tuple[str, str, str]:
                       ("series_instance_uid", ref.series_instance_uid)):
         if not uid or len(uid) > 64 or not UID_RE.match(uid):
             raise InvalidInput(f"slide.dicomweb.{name} is not a DICOM UID")
-    base = config.pacs_url(ref.pacs).rstrip("/")
-    url = f"{base}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
-    identity = f"dicomweb:{ref.pacs}:{ref.study_instance_uid}:{ref.series_instance_uid}"
+    if not config.pacs and ref.pacs:
+        # no [pacs] table: the name must be a server of the DICOMweb adapter's own configuration
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", ref.pacs):
+            raise InvalidInput("slide.dicomweb.pacs is not a valid PACS name")
+        url = f"dicomweb:{ref.pacs}/{ref.study_instance_uid}/{ref.series_instance_uid}"
+    else:
+        base = config.pacs_url(ref.pacs).rstrip("/")
+        url = f"{base}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
+    name = ref.pacs or (config.pacs[0][0] if config.pacs else "")
+    identity = f"dicomweb:{name}:{ref.study_instance_uid}:{ref.series_instance_uid}"
     return url, identity, _label("dicomweb", identity)
 
 
