@@ -28,7 +28,8 @@ from service.pipeline.params import AnalysisParams  # noqa: E402
 GLASS = (215, 250, 230, 242, 222, 247, 218, 236, 226, 244, 233, 220)
 
 
-def scenes(n: int, seed0: int = 100, size: tuple[int, int] = (4800, 3600)) -> list[SyntheticScene]:
+def scenes(n: int, seed0: int = 100,
+           size: tuple[int, int] = (4800, 3600)) -> list[SyntheticScene]:
     targets = np.linspace(10, 90, n)
     return [
         SyntheticScene(*size, mpp=0.5, seed=seed0 + i, cellularity_target=float(t),
@@ -39,8 +40,8 @@ def scenes(n: int, seed0: int = 100, size: tuple[int, int] = (4800, 3600)) -> li
 
 
 def slide_file(scene: SyntheticScene) -> Path:
-    name = (f"acc-v{SCENE_VERSION}-{scene.seed}-{scene.cellularity_target:.0f}-{scene.glass_level:.0f}-"
-            f"{scene.width_px0}x{scene.height_px0}.svs")
+    name = (f"acc-v{SCENE_VERSION}-{scene.seed}-{scene.cellularity_target:.0f}-"
+            f"{scene.glass_level:.0f}-{scene.width_px0}x{scene.height_px0}.svs")
     return cached(CACHE / name, lambda p: write_svs(p, scene.width_px0, scene.height_px0,
                                                     scene.mpp, scene.render_rgb))
 

@@ -95,7 +95,8 @@ class SyntheticScene:
     def _bone_grid(self) -> FloatArray:
         return self._coarse_grid(_BONE_CELL_UM, 2)
 
-    def _field(self, grid: FloatArray, cell_um: float, x_um: FloatArray, y_um: FloatArray) -> FloatArray:
+    def _field(self, grid: FloatArray, cell_um: float, x_um: FloatArray,
+               y_um: FloatArray) -> FloatArray:
         """A smooth field (cubic spline of a coarse random grid).
 
         On large regular 2-D sample grids it is evaluated exactly every few µm and linearly
@@ -163,8 +164,8 @@ class SyntheticScene:
         c = _VACUOLE_CELL_UM
         ix = np.arange(math.floor(x0_um / c) - 1, math.floor(x1_um / c) + 2, dtype=np.int64)
         iy = np.arange(math.floor(y0_um / c) - 1, math.floor(y1_um / c) + 2, dtype=np.int64)
-        gy, gx = np.meshgrid(iy, ix, indexing="ij")
-        gx, gy = gx.ravel(), gy.ravel()
+        mesh_y, mesh_x = np.meshgrid(iy, ix, indexing="ij")
+        gx, gy = mesh_x.reshape(-1), mesh_y.reshape(-1)
         discs = []
         for k in range(_CANDIDATES):
             present = _hash01(gx, gy, self.seed * 31 + 10 + k) < self._vacuole_probability
@@ -302,15 +303,19 @@ class SyntheticScene:
             h, w = rgb.shape[0] // ss * ss, rgb.shape[1] // ss * ss
             rgb = rgb[:h, :w].reshape(h // ss, ss, w // ss, ss, 3).mean(axis=(1, 3))
         out = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        truth: npt.NDArray[np.uint8]
         if ss == 1:
             truth = np.zeros(x_um.shape, dtype=np.uint8)
             truth[marrow] = TissueClass.HEMATOPOIETIC
             truth[fat | ring] = TissueClass.ADIPOSE
         else:
             truth = self.truth(box, downsample)[: out.shape[0], : out.shape[1]]
-        if truth.shape != out.shape[:2]:  # pad when supersampling trimmed a partial pixel
-            out = np.pad(out, ((0, truth.shape[0] - out.shape[0]),
-                               (0, truth.shape[1] - out.shape[1]), (0, 0)), mode="edge")
+        # pad when supersampling trimmed a partial pixel
+        if truth.shape != (out.shape[0], out.shape[1]):
+            th, tw = truth.shape[0], truth.shape[1]
+            oh, ow = out.shape[0], out.shape[1]
+            pad = ((0, th - oh), (0, tw - ow), (0, 0))
+            out = np.asarray(np.pad(out, pad, mode="edge"), dtype=np.uint8)
         return out, truth
 
     def render_rgb(self, box: Box, downsample: float = 1.0,
@@ -318,7 +323,8 @@ class SyntheticScene:
         """RGB only (the writers' render callback)."""
         return self.render(box, downsample, supersample)[0]
 
-    def truth_counts(self, downsample: float | None = None, tile: int = 2048) -> tuple[int, int, int]:
+    def truth_counts(self, downsample: float | None = None,
+                     tile: int = 2048) -> tuple[int, int, int]:
         """(marrow px, adipose px, image px) of the whole slide sampled at ``downsample``.
 
         The default sampling step keeps ≤ ~64 Mpx (level 0 for small slides).

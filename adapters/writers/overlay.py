@@ -61,6 +61,10 @@ def stats_text(r: AnalysisResult) -> str:
     return "\n".join(lines)
 
 
+def _rgb01(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    return rgb[0] / 255, rgb[1] / 255, rgb[2] / 255
+
+
 class OverlayWriter:
     """Writes overlay.png (thumbnail | overlay, with the numbers)."""
 
@@ -85,8 +89,8 @@ class OverlayWriter:
         axes[1].set_title("hematopoietic (green) / adipocytes (yellow)")
         for ax in axes:
             ax.set_axis_off()
-        axes[1].legend(handles=[Patch(color=np.array(HEMATOPOIETIC_RGB) / 255, label="hematopoietic"),
-                                Patch(color=np.array(ADIPOSE_RGB) / 255, label="adipocytes")],
+        axes[1].legend(handles=[Patch(color=_rgb01(HEMATOPOIETIC_RGB), label="hematopoietic"),
+                                Patch(color=_rgb01(ADIPOSE_RGB), label="adipocytes")],
                        loc="lower right", fontsize=8)
         axes[0].text(0.01, 0.99, stats_text(outcome.result), transform=axes[0].transAxes,
                      va="top", ha="left", family="monospace", fontsize=8,

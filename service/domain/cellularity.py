@@ -35,7 +35,7 @@ class CellularityMetrics:
 
 
 def compute_metrics(counts: PixelCounts, mpp_analyzed: float) -> CellularityMetrics:
-    """cellularity = hematopoietic / marrow; coverage = marrow / image (as the seed defines them)."""
+    """cellularity = hematopoietic / marrow; coverage = marrow / image (as the seed has it)."""
     mm2_per_px = (mpp_analyzed / 1000.0) ** 2
     coverage = 100.0 * counts.marrow_px / counts.image_px if counts.image_px else 0.0
     if counts.marrow_px == 0:

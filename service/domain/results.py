@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from service.domain.cellularity import CellularityMetrics
 
 
-class QCFlag(str, Enum):
+class QCFlag(StrEnum):
     """Quality-control flags a user must see next to the number."""
 
     NO_MARROW = "no_marrow"

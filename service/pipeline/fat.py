@@ -74,7 +74,7 @@ def robust_fat_mask(grey: npt.NDArray[np.uint8], marrow: BoolArray, glass_level:
     min_px = max(1, int(round(MIN_VACUOLE_UM2 / (mpp * mpp))))
     labels, n = ndimage.label(bright)
     if n == 0:
-        return bright
+        return np.asarray(bright, dtype=bool)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = sizes >= min_px
     keep[0] = False

@@ -12,7 +12,7 @@ FloatArray = npt.NDArray[np.float32]
 def grey(rgb: UInt8Array) -> UInt8Array:
     """Greyscale as OpenCV's IMREAD_GRAYSCALE (ITU-R 601 luma), which the seed used."""
     g = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(np.rint(g), 0, 255), dtype=np.uint8)
 
 
 def optical_density(rgb: UInt8Array, glass: float = 255.0) -> FloatArray:

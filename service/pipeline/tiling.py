@@ -54,7 +54,7 @@ def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[Tile]:
     ys = tile_positions(height, tile, overlap)
     x_cores = _core_bounds(xs, tile, width)
     y_cores = _core_bounds(ys, tile, height)
-    tiles = []
+    tiles: list[Tile] = []
     for y, (cy0, cy1) in zip(ys, y_cores, strict=True):
         for x, (cx0, cx1) in zip(xs, x_cores, strict=True):
             tiles.append(Tile(len(tiles), x, y, tile, cx0, cy0, cx1, cy1))

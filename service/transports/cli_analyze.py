@@ -48,7 +48,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=int, default=1280, help="tile size in analysis px (1280)")
     p.add_argument("--overlap", type=int, default=128, help="tile overlap in analysis px (128)")
     p.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
-                   help=f"comma list of {','.join(ALL_OUTPUTS)} (default {','.join(DEFAULT_OUTPUTS)})")
+                   help=f"comma list of {','.join(ALL_OUTPUTS)} "
+                   f"(default {','.join(DEFAULT_OUTPUTS)})")
     p.add_argument("--seg", action="store_true", help="also write a DICOM SEG")
     p.add_argument("--json", action="store_true", help="print each result as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -11,7 +11,6 @@ from adapters.synthetic.scene import SyntheticScene
 from service.domain.geometry import Box
 from service.domain.labels import TissueClass
 from service.pipeline.analyze import analyze
-from service.pipeline.fat import seed_threshold
 from service.pipeline.imaging import grey
 from service.pipeline.params import AnalysisParams
 from service.pipeline.reading import analysis_grid, read_analysis_region
@@ -43,7 +42,8 @@ def test_robust_rule_is_stable_under_glass_drift_where_the_seed_rule_is_not() ->
     for glass in (216.0, 248.0):
         scene = _scene(21, 45, glass)
         for method, sink in (("robust", robust), ("seed", seed_rule)):
-            out = analyze(SceneSlide(scene), ClassicalSegmenter(), AnalysisParams(fat_method=method))
+            params = AnalysisParams(fat_method=method)
+            out = analyze(SceneSlide(scene), ClassicalSegmenter(), params)
             sink.append(out.result.cellularity_pct)
             out.class_map.close()
     assert abs(robust[0] - robust[1]) < 2.0, robust
