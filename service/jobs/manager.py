@@ -166,6 +166,8 @@ class JobManager:
                 yield job
                 last = job
             if job.state.terminal:
+                if self._signals.get(job_id) is signal and job_id not in self._running:
+                    del self._signals[job_id]  # no further change will come
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), poll_s)

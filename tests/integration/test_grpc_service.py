@@ -179,12 +179,17 @@ def test_full_queue_answers_resource_exhausted(tmp_path: Path) -> None:
     slide = write_slide(tmp_path / "slides")
     with running_server(base_config(tmp_path, queue_limit=2),
                         env={"MARROWSCOPE_FAKE_LOAD_S": "30"}, wait=False) as (server, stub):
-        for key in ("a", "b"):
-            stub.SubmitAnalysis(submit_request(slide, key=key), metadata=metadata())
+        queued = stub.SubmitAnalysis(submit_request(slide, key="a"), metadata=metadata())
+        stub.SubmitAnalysis(submit_request(slide, key="b"), metadata=metadata())
         with pytest.raises(grpc.RpcError) as info:
             stub.SubmitAnalysis(submit_request(slide, key="c"), metadata=metadata())
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "queue is full" in info.value.details()
+        # deadlines are honoured: a watch of a job that cannot start ends at the deadline
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.WatchAnalysis(pb.WatchAnalysisRequest(job_id=queued.job_id),
+                                    metadata=metadata(), timeout=0.5))
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         # resubmitting a queued job is not a new job, so it is still answered
         assert not stub.SubmitAnalysis(submit_request(slide, key="a"),
                                        metadata=metadata()).created
