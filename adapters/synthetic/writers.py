@@ -290,15 +290,26 @@ def write_svs(
     return out
 
 
-def write_png(path: str | Path, width_px0: int, height_px0: int, render: RenderFn) -> Path:
-    """Write level 0 as one PNG (small slides only: the image is held in memory)."""
+def write_png(
+    path: str | Path, width_px0: int, height_px0: int, render: RenderFn, tile: int = 256
+) -> Path:
+    """Write level 0 as one PNG (small slides only: the image is held in memory).
+
+    Rendered tile by tile on the same grid as ``write_svs``, so the PNG holds exactly the
+    pixels the SVS/DICOM writers compress (and the render's temporaries stay small).
+    """
     from PIL import Image
 
     if width_px0 * height_px0 > 64_000_000:
         raise ValueError("write_png is for small slides (at most 64 Mpx)")
-    rgb = np.asarray(render(Box(0, 0, width_px0, height_px0), 1.0), dtype=np.uint8)[..., :3]
+    rgb = np.empty((height_px0, width_px0, 3), dtype=np.uint8)
+    for y in range(0, height_px0, tile):
+        for x in range(0, width_px0, tile):
+            t = render_level_tile(render, width_px0, height_px0, 1, x, y, tile)
+            h, w = min(tile, height_px0 - y), min(tile, width_px0 - x)
+            rgb[y : y + h, x : x + w] = t[:h, :w]
     out = Path(path)
-    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(out, format="PNG")
+    Image.fromarray(rgb, mode="RGB").save(out, format="PNG")
     return out
 
 
