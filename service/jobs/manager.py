@@ -76,7 +76,14 @@ class JobManager:
         self.store.clean_scratch()
         if recover_running:
             for job in self.ledger.list_jobs([JobState.RUNNING], limit=1_000_000)[0]:
-                self.ledger.requeue(job.job_id, job.lease_owner or "", 0.0, "requeued at start-up")
+                if job.attempts >= job.max_attempts:  # it may be what kills the server
+                    self.ledger.mark_failed(
+                        job.job_id, None,
+                        f"the server died during attempt {job.attempts} of {job.max_attempts}",
+                    )
+                else:
+                    self.ledger.requeue(job.job_id, job.lease_owner or "", 0.0,
+                                        "requeued at start-up")
         self.ledger.requeue_expired()
         self._accepting = True
         await self.executor.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -9,9 +10,12 @@ import pytest
 
 from service.config import load_config
 from service.domain.errors import InvalidInput
+from service.jobs.executor import ProgressCallback, Task, TaskOutcome
 from service.jobs.keys import derive_key
 from service.jobs.ledger import SqlLedger
+from service.jobs.manager import JobManager, JobSettings
 from service.jobs.model import JobRequest, JobState, Progress
+from service.jobs.results import SUMMARY_KEYS, ResultStore, publish_dir
 from service.pipeline.params import AnalysisParams
 from service.transports.grpc.auth import TokenTable, bearer_token
 
@@ -118,4 +122,66 @@ def test_expired_lease_out_of_attempts_fails(tmp_path: Path) -> None:
     assert job is not None
     assert job.state is JobState.FAILED
     assert "after 1 attempts" in job.failure_reason
+    ledger.close()
+
+
+class InlineExecutor:
+    """A second Executor implementation (no processes): finishes every task at once."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.ready = False
+
+    async def start(self) -> None:
+        self.ready = True
+
+    def free_slots(self) -> int:
+        return 1 if self.ready else 0
+
+    def start_task(self, task: Task, progress: ProgressCallback) -> asyncio.Future[TaskOutcome]:
+        self.started.append(task.job_id)
+        task.work_dir.mkdir(parents=True)
+        (task.work_dir / "result.json").write_text('{"cellularity_pct": 50.0}')
+        publish_dir(task.work_dir, task.out_dir)
+        progress(Progress("segmenting", 1, 1))
+        future: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
+        future.set_result(TaskOutcome("done", summary={"cellularity_pct": 50.0},
+                                      artifacts=("result.json",)))
+        return future
+
+    def cancel(self, job_id: str) -> bool:
+        return False
+
+    async def stop(self) -> None:
+        self.ready = False
+
+
+def test_manager_recovers_the_ledger_at_start_up(tmp_path: Path) -> None:
+    ledger = SqlLedger.open_sqlite(tmp_path / "jobs.sqlite3")
+    store = ResultStore(tmp_path / "results")
+    for job_id, max_attempts in (("crashed", 3), ("poison", 1), ("published", 3)):
+        ledger.insert_or_get(job_id, job_id, _request(), max_attempts=max_attempts)
+        ledger.claim_next("dead-server", lease_s=3600)  # RUNNING under a server that died
+    (store.job_dir("published")).mkdir()
+    (store.job_dir("published") / "result.json").write_text('{"cellularity_pct": 12.0}')
+    (store.tmp / "crashed.1.dead-server").mkdir()  # scratch of the dead attempt
+    executor = InlineExecutor()
+
+    async def run() -> None:
+        manager = JobManager(ledger, executor, store, JobSettings(poll_s=0.01))
+        await manager.start(recover_running=True)
+        for _ in range(200):
+            if not ledger.count_in([JobState.QUEUED, JobState.RUNNING]):
+                break
+            await asyncio.sleep(0.01)
+        await manager.shutdown(drain_s=0)
+
+    asyncio.run(run())
+    states = {j: ledger.get(j).state for j in ("crashed", "poison", "published")}  # type: ignore[union-attr]
+    assert states == {"crashed": JobState.DONE, "poison": JobState.FAILED,
+                      "published": JobState.DONE}
+    assert executor.started == ["crashed"]  # the published job was not run again
+    assert ledger.get("published").summary == {  # type: ignore[union-attr]
+        **dict.fromkeys(SUMMARY_KEYS), "cellularity_pct": 12.0}
+    assert not any(store.tmp.iterdir())
     ledger.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -318,3 +319,27 @@ def test_dicomweb_references_use_configured_pacs_only(tmp_path: Path) -> None:
         assert code("main", "1.2.3", "") == grpc.StatusCode.INVALID_ARGUMENT
         job = server.run_sync(server.running.manager.get, first.job_id)
         assert job.request.reference == "http://127.0.0.1:9/dicom-web/studies/1.2.3/series/1.2.3.4"
+
+
+def test_graceful_shutdown_stops_accepting_and_drains(tmp_path: Path) -> None:
+    slide = write_slide(tmp_path / "slides")
+    config = base_config(tmp_path, drain_s=30.0)
+    with running_server(config, env={"MARROWSCOPE_FAKE_BATCH_S": "0.1"}) as (server, stub):
+        job_id = stub.SubmitAnalysis(submit_request(slide), metadata=metadata()).job_id
+        for update in stub.WatchAnalysis(pb.WatchAnalysisRequest(job_id=job_id),
+                                         metadata=metadata(), timeout=60):
+            if update.job.progress.tiles_done > 0:
+                break
+        stopping = threading.Thread(target=server.stop, kwargs={"drain_s": None})
+        stopping.start()
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        deadline = time.monotonic() + 10
+        while health.Check(health_pb2.HealthCheckRequest()).status \
+                != health_pb2.HealthCheckResponse.NOT_SERVING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert _code(lambda: stub.SubmitAnalysis(submit_request(slide, key="late"),
+                                                 metadata=metadata())) \
+            == grpc.StatusCode.UNAVAILABLE
+        stopping.join(60)
+    assert (tmp_path / "data" / "results" / job_id / "result.json").is_file()  # it finished
