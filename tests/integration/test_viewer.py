@@ -21,7 +21,6 @@ from PIL import Image
 from pydicom import dcmread
 
 from adapters.writers.dicom_ann import ADIPOCYTE_RGB, HEMATOPOIETIC_RGB, BulkAnnotationWriter
-from service.domain.labels import TissueClass
 from service.domain.slide import DicomContext
 from tests.helpers_outcome import PX0_PER_PX, fake_outcome
 
@@ -31,6 +30,7 @@ NODE = shutil.which("node")
 SERVE_FOLDERS_PLUGIN = "/usr/share/orthanc/plugins/libServeFolders.so"
 COLOUR_TOLERANCE = 40
 MIN_COLOUR_PIXELS = 30
+SLIDE_SEED, SLIDE_MPP, SLIDE_CELLULARITY = 3, 1.0, 40.0
 
 pytestmark = [
     pytest.mark.browser,
@@ -64,16 +64,14 @@ def _level0_context(files: list[Path]) -> tuple[DicomContext, int, int]:
     return ctx, int(base.TotalPixelMatrixColumns), int(base.TotalPixelMatrixRows)
 
 
-def _viewer_class_map(width: int, height: int) -> np.ndarray:
-    """Hematopoietic tissue over most of the slide with a few large adipocytes."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    cmap = np.zeros((height, width), np.uint8)
-    cmap[(yy > height * 0.1) & (yy < height * 0.9) & (xx > width * 0.1) & (xx < width * 0.9)] = (
-        TissueClass.HEMATOPOIETIC)
-    for fy, fx in [(0.3, 0.3), (0.5, 0.6), (0.7, 0.35), (0.35, 0.75)]:
-        r = min(width, height) * 0.08
-        cmap[(yy - fy * height) ** 2 + (xx - fx * width) ** 2 <= r * r] = TissueClass.ADIPOSE
-    return cmap
+def _truth_class_map(width_px0: int, height_px0: int) -> np.ndarray:
+    """The synthetic slide's own truth at 1/PX0_PER_PX, so the outlines sit on its tissue."""
+    from adapters.synthetic.scene import SyntheticScene
+    from service.domain.geometry import Box
+
+    scene = SyntheticScene(width_px0, height_px0, mpp=SLIDE_MPP, seed=SLIDE_SEED,
+                           cellularity_target=SLIDE_CELLULARITY)
+    return scene.truth(Box(0, 0, width_px0, height_px0), PX0_PER_PX)
 
 
 def _colour_pixels(rgb: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
@@ -97,9 +95,10 @@ def test_viewer_renders_slide_with_both_annotation_groups(tmp_path: Path) -> Non
         pytest.fail("node is required for the viewer test (Debian nodejs)")
     if not (VIEWER_DIR / "node_modules" / "puppeteer-core").is_dir():
         pytest.fail(f"npm packages missing: run `npm ci --prefix {VIEWER_DIR}`")
-    files = write_small_wsi(tmp_path / "wsi")
+    files = write_small_wsi(tmp_path / "wsi", seed=SLIDE_SEED, mpp=SLIDE_MPP,
+                            cellularity_target=SLIDE_CELLULARITY)
     ctx, width_px0, height_px0 = _level0_context(files)
-    cmap = _viewer_class_map(int(width_px0 / PX0_PER_PX), int(height_px0 / PX0_PER_PX))
+    cmap = _truth_class_map(width_px0, height_px0)
     outcome = fake_outcome(cmap, dicom=ctx, job_key="viewer-test")
     (ann_path,) = BulkAnnotationWriter().write(outcome, tmp_path)
     ann_series = dcmread(ann_path, stop_before_pixels=True).SeriesInstanceUID
