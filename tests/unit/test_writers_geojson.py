@@ -75,3 +75,14 @@ def test_registry_orders_writers_and_rejects_unknown_names() -> None:
     assert [w.name for w in writers] == ["geojson", "sr", "ann"]
     with pytest.raises(InvalidInput, match="pdf"):
         build_writers(("geojson", "pdf"))
+
+
+def test_non_integer_scale_keeps_geometry_valid(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    outcome = replace(fake_outcome(job_key="scale"), px0_per_px=(2.7, 2.7))
+    GeoJsonWriter().write(outcome, tmp_path)
+    features = json.loads((tmp_path / "annotations.geojson").read_text())["features"]
+    assert all(shape(f["geometry"]).is_valid for f in features)
+    minx, miny, _, _ = shape(features[0]["geometry"]).bounds
+    assert minx == pytest.approx(round(minx / 2.7) * 2.7, abs=1e-3)  # on a pixel edge
