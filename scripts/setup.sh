@@ -32,3 +32,13 @@ if [ ! -f "$stamp.python" ] || [ pyproject.toml -nt "$stamp.python" ]; then
   python -m pip install -q -e ".[dev]"
   touch "$stamp.python"
 fi
+
+# Node packages for the real non-Python clients the tests drive (gRPC client, viewer page).
+if command -v npm >/dev/null; then
+  for dir in tests/node tests/viewer; do
+    if [ -f "$dir/package-lock.json" ] && { [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; }; then
+      npm ci --silent --no-audit --no-fund --prefix "$dir" >/dev/null
+      touch "$dir/node_modules"
+    fi
+  done
+fi
