@@ -338,3 +338,14 @@ def test_odd_sized_svs_has_whole_number_downsamples(tmp_path: Path) -> None:
         slide.close()
     with pytest.raises(ValueError, match="multiples"):
         write_dicom_wsi(tmp_path / "odd-dicom", 1000, 777, 0.25, _gradient)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
+def test_written_dicom_wsi_is_clean_under_dciodvfy(synthetic_slides: SyntheticSlideFiles) -> None:
+    import subprocess
+
+    for path in sorted(synthetic_slides.dicom_dir.glob("*.dcm")):
+        run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        problems = [line for line in (run.stdout + run.stderr).splitlines()
+                    if line.startswith("Error")]
+        assert problems == [], f"{path.name}: {problems}"
