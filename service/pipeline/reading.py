@@ -56,9 +56,10 @@ def read_analysis_region(slide: SlideSource, grid: AnalysisGrid, x: int, y: int,
     sx, sy = grid.scale
     fx0, fy0 = x * sx, y * sy
     fx1, fy1 = (x + w) * sx, (y + h) * sy
-    bx0, by0 = int(math.floor(fx0)), int(math.floor(fy0))
-    bx1, by1 = int(math.ceil(fx1)), int(math.ceil(fy1))
     ds = grid.level_downsample
+    # level pixels start on multiples of the downsample: align the box to them
+    bx0, by0 = int(math.floor(fx0 / ds) * ds), int(math.floor(fy0 / ds) * ds)
+    bx1, by1 = int(math.ceil(fx1 / ds) * ds), int(math.ceil(fy1 / ds) * ds)
     region = slide.read_region(Box(bx0, by0, bx1 - bx0, by1 - by0), grid.level)
     if abs(sx - ds) < 1e-6 and abs(sy - ds) < 1e-6 and region.shape[:2] == (h, w):
         return region

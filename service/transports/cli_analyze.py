@@ -139,7 +139,8 @@ def analyze_batch(references: list[str], out: Path, params: AnalysisParams,
                     ref, params, out / _unique_stem(ref, used), outputs=outputs,
                     progress=bars, segmenter=segmenter)
             except MarrowscopeError as exc:
-                bars.overall.write(f"marrowscope: {ref}: {exc}", file=sys.stderr)
+                msg = str(exc) if ref in str(exc) else f"{ref}: {exc}"
+                bars.overall.write(f"marrowscope: {msg}", file=sys.stderr)
                 outcomes.append(SlideOutcome(ref, None, str(exc)))
             else:
                 outcomes.append(SlideOutcome(ref, result))
