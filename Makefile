@@ -11,6 +11,7 @@ demo: setup
 	$(VENV)/marrowscope demo --out demo-out
 
 test: setup
+	scripts/gen_proto.sh --check
 	$(VENV)/ruff check service adapters tests benchmarks
 	$(VENV)/mypy
 	$(VENV)/python -m pytest -q
