@@ -35,7 +35,7 @@ from service.ports.segmenters import Segmenter, SegmenterSpec
 from service.ports.slides import SlideSource
 
 THUMBNAIL_MPP = 4.0
-THUMBNAIL_MAX = 2048
+THUMBNAIL_MAX = 1024
 
 
 def job_key(identity: str, spec: SegmenterSpec, params: AnalysisParams) -> str:
