@@ -1,9 +1,10 @@
 """DICOM SR (Comprehensive 3D SR, TID 1500) with the slide's cellularity measurements.
 
 One TID 1410 planar ROI group for the analysed marrow region: an SCOORD3D polygon (the convex
-hull of the marrow outline, in the slide's frame of reference, mm), Finding = SCT 14016003 Bone
-marrow, tracking UID + identifier, TID 4019 algorithm identification and NUM items. Meets what
-Slim needs to list and draw it: template 1500, subject class Specimen, SCOORD3D in every group.
+hull of the coarse marrow outline, in the slide's frame of reference, mm), Finding = SCT
+14016003 Bone marrow, tracking UID + identifier, TID 4019 algorithm identification and NUM
+items. Meets what Slim needs to list and draw it: template 1500, subject class Specimen,
+SCOORD3D in every group.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from shapely.geometry import Polygon, box
 
 from adapters.writers import dicom_common as dc
 from adapters.writers.identity import job_uid
-from adapters.writers.vectorize import vectorize
+from adapters.writers.vectorize import marrow_region
 from service.ports.outputs import AnalysisOutcome
 
 SR_SERIES_NUMBER = 9001
@@ -137,8 +138,11 @@ def measurements(outcome: AnalysisOutcome) -> list[hd.sr.Measurement]:
 
 
 def marrow_outline_px0(outcome: AnalysisOutcome) -> Polygon:
-    """Convex hull of the marrow (level-0 px); the whole image when there is no marrow."""
-    marrow = vectorize(outcome).marrow
+    """Convex hull of the marrow (level-0 px); the whole image when there is no marrow.
+
+    From the coarse marrow outline (a block-downsampled map), so no polygon of the slide is held.
+    """
+    marrow = marrow_region(outcome)
     hull = marrow.convex_hull if not marrow.is_empty else None
     if not isinstance(hull, Polygon) or hull.area == 0:
         return box(0, 0, outcome.slide.width_px0, outcome.slide.height_px0)

@@ -4,26 +4,39 @@ Follows QuPath's GeoJSON (v0.4+): a FeatureCollection of Features with uuid ``id
 pixel coordinates (origin at the top-left corner of the full-resolution image) and
 ``properties.objectType`` (``annotation`` or ``detection``), ``classification``
 (``{"name", "color": [r, g, b]}``), ``isLocked`` and ``measurements`` (a name -> number map).
+
+Streamed: features are written to the file as the vectoriser yields them, so memory does not
+grow with the slide. Adipocytes go to a temporary part file first (the marrow feature, written
+first, carries their count), then are appended; the ``.gz`` twin is compressed from the file.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, mapping
+from shapely.geometry import MultiPolygon, Polygon
 
 from adapters.writers.identity import job_uuid
-from adapters.writers.vectorize import Vectors, vectorize
+from adapters.writers.vectorize import (
+    Adipocyte,
+    AdipocyteStats,
+    TissueStats,
+    iter_adipocytes,
+    marrow_region,
+    tissue_batches,
+)
 from service.ports.outputs import AnalysisOutcome
 
 MARROW_COLOR = (255, 200, 0)
 HEMATOPOIETIC_COLOR = (160, 32, 240)
 ADIPOCYTE_COLOR = (0, 200, 255)
 COORD_DECIMALS = 3
+_COPY_CHUNK = 1 << 20
 
 
 class GeoJsonWriter:
@@ -32,26 +45,35 @@ class GeoJsonWriter:
     name = "geojson"
 
     def write(self, outcome: AnalysisOutcome, out_dir: Path) -> list[Path]:
-        collection = feature_collection(outcome, vectorize(outcome))
-        text = json.dumps(collection, separators=(",", ":"), allow_nan=False)
         plain = out_dir / "annotations.geojson"
         packed = out_dir / "annotations.geojson.gz"
-        plain.write_text(text, encoding="utf-8")
-        with packed.open("wb") as raw, gzip.GzipFile(
+        part = out_dir / ".annotations.adipocytes.part"
+        try:
+            with part.open("w", encoding="utf-8") as cells:
+                count = _write_adipocytes(outcome, cells)
+            with plain.open("w", encoding="utf-8") as out:
+                write_feature_collection(outcome, out, count, part)
+        finally:
+            part.unlink(missing_ok=True)
+        with plain.open("rb") as src, packed.open("wb") as raw, gzip.GzipFile(
             filename="annotations.geojson", mode="wb", fileobj=raw, mtime=0
         ) as gz:
-            gz.write(text.encode("utf-8"))
+            shutil.copyfileobj(src, gz, _COPY_CHUNK)
         return [plain, packed]
 
 
-def feature_collection(outcome: AnalysisOutcome, vectors: Vectors) -> dict[str, Any]:
-    """The FeatureCollection: marrow region and hematopoietic annotations, adipocyte detections."""
+def write_feature_collection(
+    outcome: AnalysisOutcome, out: IO[str], adipocyte_count: int, adipocytes: Path
+) -> None:
+    """Marrow region, hematopoietic annotations, then the adipocyte features in ``adipocytes``."""
     res = outcome.result
     key = outcome.job_key
-    features: list[dict[str, Any]] = []
-    if not vectors.marrow.is_empty:
-        features.append(_feature(
-            str(job_uuid(key, "geojson/marrow")), vectors.marrow, "annotation",
+    out.write('{"type":"FeatureCollection","features":[')
+    first = True
+    marrow = marrow_region(outcome)
+    if not marrow.is_empty:
+        out.write(feature_json(
+            str(job_uuid(key, "geojson/marrow")), marrow, "annotation",
             "Analysed marrow", "Marrow", MARROW_COLOR,
             _numbers({
                 "Cellularity %": res.cellularity_pct,
@@ -62,24 +84,48 @@ def feature_collection(outcome: AnalysisOutcome, vectors: Vectors) -> dict[str, 
                 "Adipose area mm^2": res.adipose_area_mm2,
                 "Fat threshold": res.fat_threshold,
                 "Analysis um per px": res.mpp_analyzed,
-                "Adipocytes": len(vectors.adipocytes),
+                "Adipocytes": adipocyte_count,
             }),
         ))
-    if not vectors.hematopoietic.is_empty:
-        features.append(_feature(
-            str(job_uuid(key, "geojson/hematopoietic")), vectors.hematopoietic, "annotation",
+        first = False
+    for index, batch in enumerate(tissue_batches(outcome, TissueStats())):
+        purpose = "geojson/hematopoietic" + (f"/{index}" if index else "")
+        only = index == 0 and batch.last  # the whole tissue in one feature
+        if not first:
+            out.write(",")
+        out.write(feature_json(
+            str(job_uuid(key, purpose)), batch.geometry, "annotation",
             "Hematopoietic tissue", "Hematopoietic", HEMATOPOIETIC_COLOR,
-            {"Area mm^2": res.hematopoietic_area_mm2},
+            {"Area mm^2": res.hematopoietic_area_mm2} if only else {},
         ))
-    for index, cell in enumerate(vectors.adipocytes):
-        features.append(_feature(
-            str(job_uuid(key, f"geojson/adipocyte/{index}")), cell.polygon, "detection",
-            None, "Adipocyte", ADIPOCYTE_COLOR, {"Area um^2": round(cell.area_um2, 3)},
-        ))
-    return {"type": "FeatureCollection", "features": features}
+        first = False
+    with adipocytes.open("r", encoding="utf-8") as cells:
+        head = cells.read(1)
+        if head:
+            out.write("" if first else ",")
+            if head != ",":
+                out.write(head)
+            shutil.copyfileobj(cells, out, _COPY_CHUNK)
+    out.write("]}")
 
 
-def _feature(
+def _write_adipocytes(outcome: AnalysisOutcome, out: IO[str]) -> int:
+    """Each adipocyte as a comma-prefixed ``detection`` feature; returns how many."""
+    count = 0
+    for count, cell in enumerate(iter_adipocytes(outcome, AdipocyteStats()), start=1):
+        out.write(",")
+        out.write(_adipocyte_json(outcome.job_key, count - 1, cell))
+    return count
+
+
+def _adipocyte_json(key: str, index: int, cell: Adipocyte) -> str:
+    return feature_json(
+        str(job_uuid(key, f"geojson/adipocyte/{index}")), cell.polygon, "detection",
+        None, "Adipocyte", ADIPOCYTE_COLOR, {"Area um^2": round(cell.area_um2, 3)},
+    )
+
+
+def feature_json(
     uid: str,
     geometry: Polygon | MultiPolygon,
     object_type: str,
@@ -87,7 +133,8 @@ def _feature(
     class_name: str,
     color: tuple[int, int, int],
     measurements: dict[str, float],
-) -> dict[str, Any]:
+) -> str:
+    """One Feature as compact JSON; coordinates rounded to ``COORD_DECIMALS``."""
     if isinstance(geometry, MultiPolygon) and len(geometry.geoms) == 1:
         geometry = geometry.geoms[0]
     properties: dict[str, Any] = {"objectType": object_type}
@@ -97,8 +144,11 @@ def _feature(
     properties["isLocked"] = object_type == "annotation"
     properties["measurements"] = measurements
     rounded = shapely.set_precision(geometry, 10.0**-COORD_DECIMALS, mode="pointwise")
-    return {"type": "Feature", "id": uid, "geometry": mapping(rounded),
-            "properties": properties}
+    return (
+        f'{{"type":"Feature","id":{json.dumps(uid)},'
+        f'"geometry":{shapely.to_geojson(rounded)},'
+        f'"properties":{json.dumps(properties, separators=(",", ":"), allow_nan=False)}}}'
+    )
 
 
 def _numbers(values: dict[str, float | int | None]) -> dict[str, float]:

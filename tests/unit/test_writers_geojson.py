@@ -86,3 +86,30 @@ def test_non_integer_scale_keeps_geometry_valid(tmp_path: Path) -> None:
     assert all(shape(f["geometry"]).is_valid for f in features)
     minx, miny, _, _ = shape(features[0]["geometry"]).bounds
     assert minx == pytest.approx(round(minx / 2.7) * 2.7, abs=1e-3)  # on a pixel edge
+
+
+def test_streamed_tissue_pieces_are_separate_valid_annotations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import adapters.writers.vectorize as vec
+    from service.domain.labels import TissueClass
+
+    monkeypatch.setattr(vec, "BAND_PIXELS", 1)  # 64-row bands
+    cmap = np.zeros((300, 200), np.uint8)
+    cmap[10:60, 20:180] = TissueClass.HEMATOPOIETIC
+    cmap[20:40, 40:60] = TissueClass.ADIPOSE
+    cmap[150:290, 30:170] = TissueClass.HEMATOPOIETIC
+    cmap[200:230, 90:120] = TissueClass.ADIPOSE
+    GeoJsonWriter().write(fake_outcome(cmap, job_key="two"), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "annotations.geojson", "annotations.geojson.gz"]  # no part file left behind
+    features = json.loads((tmp_path / "annotations.geojson").read_text())["features"]
+    names = [f["properties"]["classification"]["name"] for f in features]
+    assert names == ["Marrow", "Hematopoietic", "Hematopoietic", "Adipocyte", "Adipocyte"]
+    assert len({f["id"] for f in features}) == len(features)
+    assert all(shape(f["geometry"]).is_valid for f in features)
+    assert features[0]["properties"]["measurements"]["Adipocytes"] == 2.0
+    tissue = [f for f in features if f["properties"]["classification"]["name"] == "Hematopoietic"]
+    assert all(f["properties"]["measurements"] == {} for f in tissue)  # area is on the region

@@ -10,8 +10,11 @@ from shapely.geometry import Polygon
 from adapters.writers.holes import hole_free_pieces
 from adapters.writers.vectorize import (
     adipocyte_polygons,
+    iter_adipocytes,
+    marrow_region,
     mask_polygons,
     polygons_from_mask,
+    tissue_batches,
     vectorize,
 )
 from service.domain.labels import TissueClass
@@ -95,3 +98,62 @@ def test_hole_free_pieces_tile_the_polygon() -> None:
     assert all(not p.interiors and p.is_valid for p in pieces)
     assert sum(p.area for p in pieces) == pytest.approx(poly.area)
     assert shapely.unary_union(pieces).equals(poly)
+
+
+def two_blobs() -> np.ndarray:
+    """Two separate tissue blobs, one near the top and one near the bottom, with a vacuole each."""
+    cmap = np.zeros((300, 200), np.uint8)
+    cmap[10:60, 20:180] = TissueClass.HEMATOPOIETIC
+    cmap[20:40, 40:60] = TissueClass.ADIPOSE
+    cmap[150:290, 30:170] = TissueClass.HEMATOPOIETIC
+    cmap[200:230, 90:120] = TissueClass.ADIPOSE
+    return cmap
+
+
+def test_complete_tissue_is_yielded_before_the_last_band() -> None:
+    outcome = fake_outcome(two_blobs())
+    batches = list(tissue_batches(outcome, band_rows=64))
+    assert [b.last for b in batches] == [False, True]  # the top blob did not wait for the end
+    assert [len(b.geometry.geoms) for b in batches] == [1, 1]
+    whole = vectorize(outcome).hematopoietic
+    streamed = shapely.unary_union([b.geometry for b in batches])
+    assert shapely.hausdorff_distance(streamed, whole) <= PX0_PER_PX
+
+
+def test_open_vertex_cap_cuts_tissue_into_valid_features(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import adapters.writers.vectorize as vec
+
+    monkeypatch.setattr(vec, "MAX_OPEN_VERTICES", 10)
+    stats = vec.TissueStats()
+    outcome = fake_outcome()
+    batches = list(tissue_batches(outcome, stats, band_rows=40))
+    assert stats.forced_cuts > 0 and len(batches) > 1
+    assert all(b.geometry.is_valid for b in batches)
+    area = sum(b.geometry.area for b in batches)
+    assert area == pytest.approx(vectorize(fake_outcome()).hematopoietic.area, rel=0.01)
+
+
+def test_adipocyte_cap_keeps_the_largest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import adapters.writers.vectorize as vec
+
+    everything = sorted((a.area_um2 for a in iter_adipocytes(fake_outcome())), reverse=True)
+    monkeypatch.setattr(vec, "MAX_ADIPOCYTES", 3)
+    stats = vec.AdipocyteStats()
+    kept = sorted((a.area_um2 for a in iter_adipocytes(fake_outcome(), stats)), reverse=True)
+    assert kept == everything[:3]
+    assert stats.dropped == 1 + len(everything) - 3  # the speck and the three smallest
+
+
+def test_coarse_marrow_region_covers_the_marrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import adapters.writers.vectorize as vec
+
+    exact = marrow_region(fake_outcome())
+    monkeypatch.setattr(vec, "REGION_PIXELS", 2_000)
+    block = vec.region_block(400, 300)
+    assert block > 1
+    coarse = marrow_region(fake_outcome())
+    assert coarse.is_valid
+    assert coarse.buffer(1e-6).contains(exact)
+    assert shapely.hausdorff_distance(coarse, exact) <= 1.5 * block * PX0_PER_PX
