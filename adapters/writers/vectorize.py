@@ -51,7 +51,7 @@ MIN_ADIPOCYTE_AREA_UM2 = 100.0
 MIN_TISSUE_PIECE_PX = 2.0
 MAX_ADIPOCYTES = 200_000
 MAX_TISSUE_VERTICES = 2_000_000
-MAX_OPEN_VERTICES = 1_000_000
+MAX_OPEN_VERTICES = 8_000_000
 REGION_PIXELS = 4_000_000
 BAND_PIXELS = 4_000_000
 MAX_BAND_PIXELS = 128_000_000
@@ -201,12 +201,35 @@ def mask_polygons(
     return MultiPolygon(parts), stats.tolerance_px
 
 
+@dataclass
+class _Open:
+    """A piece touching the band border: its outer ring as a polygon and its holes as arrays.
+
+    Holes of a clipped piece never reach the border, so they are complete; they are kept as
+    compact coordinate arrays (16 bytes a vertex) and only the outer ring takes part in unions.
+    """
+
+    shell: Polygon
+    holes: list[npt.NDArray[np.float64]]
+
+    @classmethod
+    def of(cls, poly: Polygon, holes: list[npt.NDArray[np.float64]]) -> _Open:
+        rings = [np.asarray(r.coords) for r in poly.interiors]
+        return cls(Polygon(poly.exterior), holes + rings)
+
+    def vertices(self) -> int:
+        return int(shapely.get_num_coordinates(self.shell)) + sum(len(h) for h in self.holes)
+
+    def polygon(self) -> Polygon:
+        return Polygon(self.shell.exterior, self.holes) if self.holes else self.shell
+
+
 def _mask_batches(
     raster: LabelRaster, predicate: Predicate, stats: TissueStats, band_rows: int | None
 ) -> Iterator[tuple[MultiPolygon, bool]]:
     """Complete pieces (analysis px, simplified) per band; only border pieces are carried."""
     rows_per_band = band_rows or _band_rows(raster.width)
-    open_pieces: list[Polygon] = []
+    open_pieces: list[_Open] = []
     pending: MultiPolygon | None = None
     for y0 in range(0, raster.height, rows_per_band):
         y1 = min(raster.height, y0 + rows_per_band)
@@ -214,16 +237,18 @@ def _mask_batches(
         pieces = _simplified_band(
             _band_pieces(raster, predicate, y0, y1), box(0, y0, raster.width, y1))
         top = [p for p in pieces if p.bounds[1] <= y0]
-        inner = [p for p in pieces if p.bounds[1] > y0]
-        joined = list(polygons_of(shapely.unary_union(open_pieces + top))) if (
-            open_pieces and top) else open_pieces + top
+        inner = [_Open.of(p, []) for p in pieces if p.bounds[1] > y0]
+        joined = _joined(open_pieces, top) if top else open_pieces
         done: list[Polygon] = []
         open_pieces = []
         for piece in joined + inner:
-            (open_pieces if not last and piece.bounds[3] >= y1 else done).append(piece)
-        if open_pieces and sum(map(shapely.get_num_coordinates, open_pieces)) > MAX_OPEN_VERTICES:
+            if not last and piece.shell.bounds[3] >= y1:
+                open_pieces.append(piece)
+            else:
+                done.append(piece.polygon())
+        if open_pieces and sum(p.vertices() for p in open_pieces) > MAX_OPEN_VERTICES:
             stats.forced_cuts += 1
-            done.extend(open_pieces)
+            done.extend(p.polygon() for p in open_pieces)
             open_pieces = []
         if done:
             simple, tolerance = _within_budget(MultiPolygon(done))
@@ -234,6 +259,21 @@ def _mask_batches(
                 pending = simple
     if pending is not None:
         yield pending, True
+
+
+def _joined(open_pieces: list[_Open], top: list[Polygon]) -> list[_Open]:
+    """Open pieces unioned with the new band's pieces at its top; stashed holes follow along."""
+    if not open_pieces:
+        return [_Open.of(p, []) for p in top]
+    merged = list(polygons_of(shapely.unary_union([p.shell for p in open_pieces] + top)))
+    tree = shapely.STRtree(merged)
+    stash: list[list[npt.NDArray[np.float64]]] = [[] for _ in merged]
+    for piece in open_pieces:
+        if piece.holes:
+            point = piece.shell.representative_point()
+            hits = tree.query(point, predicate="intersects")
+            stash[int(hits[0])].extend(piece.holes)
+    return [_Open.of(poly, holes) for poly, holes in zip(merged, stash, strict=True)]
 
 
 def _simplified_band(pieces: list[Polygon], frame: Polygon) -> list[Polygon]:
