@@ -15,9 +15,11 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
@@ -37,6 +39,7 @@ HEMATOPOIETIC_COLOR = (160, 32, 240)
 ADIPOCYTE_COLOR = (0, 200, 255)
 COORD_DECIMALS = 3
 _COPY_CHUNK = 1 << 20
+_CHUNK_VERTICES = 65_536
 
 
 class GeoJsonWriter:
@@ -93,7 +96,7 @@ def write_feature_collection(
         only = index == 0 and batch.last  # the whole tissue in one feature
         if not first:
             out.write(",")
-        out.write(feature_json(
+        out.writelines(feature_parts(
             str(job_uuid(key, purpose)), batch.geometry, "annotation",
             "Hematopoietic tissue", "Hematopoietic", HEMATOPOIETIC_COLOR,
             {"Area mm^2": res.hematopoietic_area_mm2} if only else {},
@@ -135,6 +138,20 @@ def feature_json(
     measurements: dict[str, float],
 ) -> str:
     """One Feature as compact JSON; coordinates rounded to ``COORD_DECIMALS``."""
+    return "".join(feature_parts(uid, geometry, object_type, name, class_name, color,
+                                 measurements))
+
+
+def feature_parts(
+    uid: str,
+    geometry: Polygon | MultiPolygon,
+    object_type: str,
+    name: str | None,
+    class_name: str,
+    color: tuple[int, int, int],
+    measurements: dict[str, float],
+) -> Iterator[str]:
+    """``feature_json`` in pieces, so a huge outline is never one string or one JSON tree."""
     if isinstance(geometry, MultiPolygon) and len(geometry.geoms) == 1:
         geometry = geometry.geoms[0]
     properties: dict[str, Any] = {"objectType": object_type}
@@ -143,12 +160,35 @@ def feature_json(
     properties["classification"] = {"name": class_name, "color": list(color)}
     properties["isLocked"] = object_type == "annotation"
     properties["measurements"] = measurements
-    rounded = shapely.set_precision(geometry, 10.0**-COORD_DECIMALS, mode="pointwise")
-    return (
-        f'{{"type":"Feature","id":{json.dumps(uid)},'
-        f'"geometry":{shapely.to_geojson(rounded)},'
-        f'"properties":{json.dumps(properties, separators=(",", ":"), allow_nan=False)}}}'
-    )
+    yield f'{{"type":"Feature","id":{json.dumps(uid)},"geometry":'
+    if isinstance(geometry, Polygon):
+        yield '{"type":"Polygon","coordinates":'
+        yield from _polygon_parts(geometry)
+    else:
+        yield '{"type":"MultiPolygon","coordinates":['
+        for index, part in enumerate(geometry.geoms):
+            if index:
+                yield ","
+            yield from _polygon_parts(part)
+        yield "]"
+    yield "}"
+    yield f',"properties":{json.dumps(properties, separators=(",", ":"), allow_nan=False)}}}'
+
+
+def _polygon_parts(poly: Polygon) -> Iterator[str]:
+    yield "["
+    for index, ring in enumerate([poly.exterior, *poly.interiors]):
+        if index:
+            yield ","
+        yield "["
+        coords = np.round(shapely.get_coordinates(ring), COORD_DECIMALS) + 0.0
+        for start in range(0, len(coords), _CHUNK_VERTICES):
+            if start:
+                yield ","
+            chunk = coords[start:start + _CHUNK_VERTICES].tolist()
+            yield json.dumps(chunk, separators=(",", ":"), allow_nan=False)[1:-1]
+        yield "]"
+    yield "]"
 
 
 def _numbers(values: dict[str, float | int | None]) -> dict[str, float]:
