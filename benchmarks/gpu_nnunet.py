@@ -135,7 +135,7 @@ def slide(args: argparse.Namespace) -> None:
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     params = AnalysisParams(segmenter="nnunet", model=str(model.zip), device=args.device,
                             mpp_override=MPP)
-    outputs = OutputRequest(outputs=tuple(args.outputs.split(",")))
+    outputs = OutputRequest(outputs=tuple(n for n in args.outputs.split(",") if n))
     seg = NnUNetSegmenter(model.zip, device=args.device, manifest=load_manifest())
     t0 = time.perf_counter()
     seg.load()
@@ -172,7 +172,9 @@ def main() -> int:
     s.add_argument("--width", type=int, default=9464)
     s.add_argument("--height", type=int, default=2232)
     s.add_argument("--device", default="cuda")
-    s.add_argument("--outputs", default="overlay,geojson")
+    s.add_argument("--outputs", default="",
+                   help="artifacts to write too (default none: result.json only; random "
+                   "weights give noisy masks whose polygons are not representative)")
     s.set_defaults(func=slide)
     args = parser.parse_args()
     args.func(args)

@@ -8,6 +8,7 @@ Both sides get the same model, the same synthetic slide at the model's µm/px an
 end in the seed's merge: mean of overlapping binary predictions > 0.5.
 - seed: tiles written as PNG (grey for grey models, RGB otherwise), ``nnUNetv2_predict -f 0
   --disable_tta`` in a subprocess on an unpacked results folder, label PNGs read back, merged.
+  nnUNetv2_predict sets torch's threads to all cores; both sides get the same count instead.
 - ours: ``NnUNetSegmenter`` (model load included), marrow probability > 0.5, merged.
 Prints seconds for both, the agreement (Dice) of the two merged masks, and last ``ratio X``.
 """
@@ -30,6 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TILE, OVERLAP = 1280, 128
+SEED_ENTRY = (
+    "import sys, torch; n = int(sys.argv.pop(1)); _set = torch.set_num_threads; "
+    "torch.set_num_threads = lambda k: _set(min(k, n)); _set(n); "
+    "from nnunetv2.inference.predict_from_raw_data import predict_entry_point; "
+    "sys.argv[0] = 'nnUNetv2_predict'; predict_entry_point()"
+)
 
 
 def tile_starts(length: int) -> list[int]:
@@ -85,7 +92,10 @@ def run_ours(model: Path, tiles: np.ndarray, device: str, trust: bool) -> tuple[
     seg.load()
     batch = seg.spec.batch_size
     out = [seg.predict(tiles[i : i + batch]).marrow > 0.5 for i in range(0, len(tiles), batch)]
-    return np.concatenate(out), time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    print(f"ours: precision {dict(seg.spec.parameters)['precision']} "
+          "(set MARROWSCOPE_PRECISION=fp32 for nnU-Net's exact CPU arithmetic)", flush=True)
+    return np.concatenate(out), elapsed
 
 
 def unpack_results(model: Path, work: Path) -> tuple[Path, str, str, str, str]:
@@ -104,7 +114,7 @@ def unpack_results(model: Path, work: Path) -> tuple[Path, str, str, str, str]:
 
 
 def run_seed(
-    model: Path, tiles: np.ndarray, grey: bool, device: str, work: Path
+    model: Path, tiles: np.ndarray, grey: bool, device: str, work: Path, threads: int
 ) -> tuple[np.ndarray, float]:
     results, dataset, trainer, plans_id, config = unpack_results(model, work)
     t0 = time.perf_counter()
@@ -116,10 +126,10 @@ def run_seed(
     env = {**os.environ, "nnUNet_results": str(results), "nnUNet_raw": str(work / "raw"),
            "nnUNet_preprocessed": str(work / "pre")}
     dataset_id = str(int(dataset[7:10]))
-    cmd = ["nnUNetv2_predict", "-i", str(inp), "-o", str(out), "-d", dataset_id, "-c", config,
-           "-f", "0", "-tr", trainer, "-p", plans_id, "--disable_tta", "-device", device]
-    bindir = Path(sys.executable).parent
-    subprocess.run([str(bindir / cmd[0]), *cmd[1:]], env=env, check=True,
+    args = ["-i", str(inp), "-o", str(out), "-d", dataset_id, "-c", config, "-f", "0",
+            "-tr", trainer, "-p", plans_id, "--disable_tta", "-device", device]
+    # nnUNetv2_predict's own entry point; only torch's thread count is capped to ours
+    subprocess.run([sys.executable, "-c", SEED_ENTRY, str(threads), *args], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     masks = np.stack([np.asarray(Image.open(out / f"tile_{i:04d}.png")) == 1
                       for i in range(len(tiles))])
@@ -136,7 +146,13 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=2232)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--trust", action="store_true", help="model need not be in the manifest")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for both sides (default: idle cores)")
     args = parser.parse_args()
+    from adapters.segmenters.nnunet_engine import CPU_THREADS_ENV, cpu_threads
+
+    threads = args.threads or cpu_threads()
+    os.environ[CPU_THREADS_ENV] = str(threads)
 
     manifest = load_manifest()
     from adapters.segmenters.nnunet_manifest import sha256_file
@@ -148,14 +164,14 @@ def main() -> int:
                        args.width, args.height, mpp)
     origins, tiles = cut_tiles(slide)
     print(f"slide {args.width}x{args.height} px at {mpp} µm/px, {len(tiles)} tiles of {TILE} px; "
-          f"model {args.model.name}; device {args.device}; torch threads "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')}", flush=True)
+          f"model {args.model.name}; device {args.device}; torch threads {threads} (both)",
+          flush=True)
 
     ours_masks, ours_s = run_ours(args.model, tiles, args.device, args.trust)
     ours = merge(origins, ours_masks, slide.shape[:2])
     print(f"ours: {ours_s:.2f} s (in-process, batched, model load included)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        seed_masks, seed_s = run_seed(args.model, tiles, grey, args.device, Path(tmp))
+        seed_masks, seed_s = run_seed(args.model, tiles, grey, args.device, Path(tmp), threads)
     seed = merge(origins, seed_masks, slide.shape[:2])
     print(f"seed: {seed_s:.2f} s (PNG tiles + nnUNetv2_predict subprocess + merge)", flush=True)
     dice = 2 * np.logical_and(ours, seed).sum() / max(1, ours.sum() + seed.sum())

@@ -8,6 +8,7 @@ nnunetv2 are imported only when a model is actually loaded.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PRECISION_ENV = "MARROWSCOPE_PRECISION"
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 GPU_TILES_PER_CALL = 16
 CPU_TILES_PER_CALL = 2
@@ -52,7 +54,12 @@ class NnUNetSegmenter:
         manifest: Manifest | None = None,
         trust_unlisted: bool | None = None,
         window_batch: int | None = None,
+        precision: str | None = None,
     ) -> None:
+        precision = precision or os.environ.get(PRECISION_ENV, "auto")
+        if precision not in ("auto", "bf16", "fp32"):
+            raise InvalidInput(f"{PRECISION_ENV}={precision!r}: use auto, bf16 or fp32")
+        self._precision = precision
         if DEVICE.match(device) is None:
             raise InvalidInput(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
         self._manifest = manifest if manifest is not None else load_manifest()
@@ -104,8 +111,16 @@ class NnUNetSegmenter:
                 ("model", name),
                 ("folds", ",".join(self._folds) if self._folds else "all"),
                 ("tta", "mirror" if self._tta else "none"),
+                ("precision", self._resolved_precision()),
             ),
         )
+
+    def _resolved_precision(self) -> str:
+        from adapters.segmenters.nnunet_engine import use_bf16
+
+        device = "cuda" if self._cuda_expected() else self._device.split(":")[0]
+        device = "cpu" if device == "auto" else device
+        return "bf16" if use_bf16(device, self._precision) else "fp32"
 
     def _cuda_expected(self) -> bool:
         if self._device == "cpu":
@@ -181,6 +196,7 @@ class NnUNetSegmenter:
             device=self._device,
             tta=self._tta,
             batch_size=self._window_batch,
+            precision=self._precision,
         )
         self._bundle = _without_weights(self._bundle)  # the networks hold them now
 

@@ -1,7 +1,7 @@
 """Trains, exports and registers the demo nnU-Net model on synthetic slides (CPU, ~30 min).
 
-    nice -n 10 python -m service.training.demo_model [--work build/demo_model] [--epochs 14]
-        [--iters 40] [--budget-min 30]
+    nice -n 10 python -m service.training.demo_model [--work build/demo_model] [--epochs 50]
+        [--iters 40] [--threads 1] [--budget-min 30]
 
 Real nnU-Net v2: fingerprint, ExperimentPlanner plans, DefaultPreprocessor, nnUNetTrainer
 training loop (augmentation, Dice+CE loss, deep supervision, poly LR). Only the schedule (epochs,
@@ -189,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--size", type=int, default=512, help="case size in px at 2 µm/px")
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--iters", type=int, default=40, help="iterations per epoch")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on shared cores 2 threads ran far slower)")
     parser.add_argument("--budget-min", type=float, default=30.0,
                         help="stop training after this many minutes (default 30)")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")

@@ -40,6 +40,7 @@ def tiles() -> np.ndarray:
 
 def seg(path: Path, **kw: object) -> NnUNetSegmenter:
     kw.setdefault("device", "cpu")
+    kw.setdefault("precision", "fp32")  # parity with nnU-Net's fp32 CPU predictor
     return NnUNetSegmenter(path, manifest=EMPTY, trust_unlisted=True, **kw)  # type: ignore[arg-type]
 
 
@@ -167,6 +168,15 @@ def test_default_manifest_is_readable() -> None:
     for entry in manifest.entries:
         assert entry.mpp > 0
         assert len(entry.sha256) == 64
+
+
+def test_bf16_on_cpu_is_close_and_recorded(tiny: TinyModel, tiles: np.ndarray) -> None:
+    fp32 = seg(tiny.folder)
+    bf16 = seg(tiny.folder, precision="bf16")
+    assert ("precision", "fp32") in fp32.spec.parameters
+    assert ("precision", "bf16") in bf16.spec.parameters
+    diff = np.abs(fp32.predict(tiles).marrow - bf16.predict(tiles).marrow)
+    assert float(diff.mean()) < 0.02
 
 
 @pytest.mark.gpu
