@@ -35,7 +35,7 @@ PY
   echo "== 2. per-slide time, 9464x2232 synthetic slide =="
   timeout 240 "$PY" benchmarks/gpu_nnunet.py slide --device cuda
   echo "== 3. unit tests marked gpu =="
-  timeout 60 "$PY" -m pytest -q -m gpu tests/unit/test_nnunet_segmenter.py -p no:cacheprovider \
+  timeout 60 "$PY" -m pytest -q -m gpu tests/unit/test_nnunet_segmenter.py -p no:cacheprovider --noconftest \
     -o addopts="" 2>&1 | tail -3
   date -u
 } 2>&1 | tee "$LOG"
