@@ -167,8 +167,9 @@ def find_trainer(name: str, where: str) -> type[Any]:
 
     try:
         cls = recursive_find_trainer_class_by_name(name)
-    except Exception as exc:  # nnU-Net raises RuntimeError with a long message
-        raise ModelUnavailable(f"{where}: unknown trainer class {name!r}") from exc
+    except Exception as exc:  # nnU-Net raises RuntimeError, or an ImportError on the way
+        detail = "" if isinstance(exc, RuntimeError) else f" ({type(exc).__name__}: {exc})"
+        raise ModelUnavailable(f"{where}: unknown trainer class {name!r}{detail}") from exc
     if cls is None:
         raise ModelUnavailable(f"{where}: unknown trainer class {name!r}")
     return cls  # type: ignore[no-any-return]

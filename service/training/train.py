@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,22 @@ class TrainedModel:
 
 Runner = Callable[[list[str], dict[str, str]], None]
 
+# nnUNetv2_train's own entry point. Its trainer lookup imports every trainer module, and the
+# Primus ones need timm, which nnU-Net does not install; stock trainers are resolved directly
+# and anything else falls back to nnU-Net's search.
+TRAIN_ENTRY = (
+    "import sys\n"
+    "import nnunetv2.run.run_training as rt\n"
+    "from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as base\n"
+    "from nnunetv2.training.nnUNetTrainer.variants.training_length import "
+    "nnUNetTrainer_Xepochs as xe\n"
+    "search = rt.recursive_find_trainer_class_by_name\n"
+    "rt.recursive_find_trainer_class_by_name = lambda name: (getattr(base, name, None) or "
+    "getattr(xe, name, None) or search(name))\n"
+    "sys.argv[0] = 'nnUNetv2_train'\n"
+    "rt.run_training_entry()\n"
+)
+
 
 def nnunet_env(raw_root: Path, work: Path) -> dict[str, str]:
     return {
@@ -69,11 +86,16 @@ def nnunet_env(raw_root: Path, work: Path) -> dict[str, str]:
 
 
 def run_checked(cmd: list[str], env: dict[str, str]) -> None:
-    exe = shutil.which(cmd[0])
-    if exe is None:
-        raise ModelUnavailable(f"{cmd[0]} not found: install nnunetv2 (pip install nnunetv2)")
+    """Runs an nnU-Net command (nnUNetv2_train through :data:`TRAIN_ENTRY`)."""
     print("+ " + " ".join(cmd), flush=True)
-    result = subprocess.run([exe, *cmd[1:]], env=env, check=False)
+    if cmd[0] == "nnUNetv2_train":
+        argv = [sys.executable, "-c", TRAIN_ENTRY, *cmd[1:]]
+    else:
+        exe = shutil.which(cmd[0]) or str(Path(sys.executable).parent / cmd[0])
+        if not Path(exe).is_file():
+            raise ModelUnavailable(f"{cmd[0]} not found: install nnunetv2 (pip install nnunetv2)")
+        argv = [exe, *cmd[1:]]
+    result = subprocess.run(argv, env=env, check=False)
     if result.returncode != 0:
         raise ModelUnavailable(f"{cmd[0]} failed with exit code {result.returncode}")
 
