@@ -7,7 +7,7 @@ mkdir -p .whl
 PLAT=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
       --platform manylinux2014_x86_64 --platform any)
 for spec in nnunetv2==2.8.1 dynamic-network-architectures acvl-utils batchgenerators \
-            shapely pydicom; do
+            shapely pydicom openslide-python openslide-bin; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp "${PLAT[@]}" -d .whl "$spec" \
   || python3 -m pip download -q --no-deps --no-binary=:none: -d .whl "$spec"
