@@ -22,11 +22,9 @@ from adapters.slides.dicom_context import (
 )
 from adapters.slides.mpp import resolve_mpp
 from adapters.slides.regions import (
+    LevelReadMixin,
     LevelWindow,
     RGBArray,
-    check_level_index,
-    chunked_thumbnail,
-    level_window,
     read_padded,
 )
 from service.domain.errors import (
@@ -35,7 +33,6 @@ from service.domain.errors import (
     SlideUnreadable,
     UnsupportedFormat,
 )
-from service.domain.geometry import Box
 from service.domain.slide import Level, SlideInfo
 
 # Tiles of one region are decoded in parallel (wsidicom's thread pool).
@@ -140,7 +137,7 @@ def select_instances(reference: str) -> list[DicomHeader]:
     return siblings.get(header.series_uid) or [header]
 
 
-class DicomSlide:
+class DicomSlide(LevelReadMixin):
     """A ``SlideSource`` over a wsidicom ``WsiDicom`` (the selected pyramid)."""
 
     def __init__(self, reference: str, mpp_override: float | None = None) -> None:
@@ -225,14 +222,6 @@ class DicomSlide:
                 ) from exc
 
         return read_padded(win, lv, reader)
-
-    def read_region(self, box: Box, level: int) -> RGBArray:
-        lv = check_level_index(self._info.levels, level)
-        return self._read_level(lv, level_window(box, lv.downsample))
-
-    def thumbnail(self, max_size: int) -> RGBArray:
-        levels = self._info.levels
-        return chunked_thumbnail(levels, lambda i, win: self._read_level(levels[i], win), max_size)
 
     def close(self) -> None:
         self._wsi.close()

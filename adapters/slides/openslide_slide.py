@@ -14,16 +14,13 @@ import numpy as np
 from adapters.slides.checks import check_declared_size, check_tiff_declared_size, file_identity
 from adapters.slides.mpp import resolve_mpp
 from adapters.slides.regions import (
+    LevelReadMixin,
     LevelWindow,
     RGBArray,
-    check_level_index,
-    chunked_thumbnail,
-    level_window,
     read_padded,
 )
 from adapters.slides.tiff_tiles import TiledTiffReader
 from service.domain.errors import SlideUnreadable, UnsupportedFormat
-from service.domain.geometry import Box
 from service.domain.slide import Level, SlideInfo
 
 # OpenSlide vendors whose levels are plain tiled TIFF pages (read directly, see tiff_tiles).
@@ -73,7 +70,7 @@ def nominal_downsample(width: int, height: int, lw: int, lh: int, downsample: fl
     return downsample
 
 
-class OpenSlideSlide:
+class OpenSlideSlide(LevelReadMixin):
     """A ``SlideSource`` over an ``openslide.OpenSlide``.
 
     Metadata always comes from OpenSlide; pixels of plain tiled TIFF pyramids are decoded
@@ -224,14 +221,6 @@ class OpenSlideSlide:
             return rgba_image_on_white(img)
 
         return read_padded(win, lv, reader)
-
-    def read_region(self, box: Box, level: int) -> RGBArray:
-        lv = check_level_index(self._info.levels, level)
-        return self._read_level(lv, level_window(box, lv.downsample))
-
-    def thumbnail(self, max_size: int) -> RGBArray:
-        levels = self._info.levels
-        return chunked_thumbnail(levels, lambda i, win: self._read_level(levels[i], win), max_size)
 
     def close(self) -> None:
         if self._fast is not None:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.domain.geometry import Box
-from service.domain.slide import Level
+from service.domain.slide import Level, SlideInfo
 
 RGBArray = npt.NDArray[np.uint8]
 WHITE = 255
@@ -115,3 +115,23 @@ def chunked_thumbnail(
     size = (max(1, round(out_w * scale)), max(1, round(out_h * scale)))
     img = Image.fromarray(mosaic).resize(size, Image.Resampling.BOX)
     return np.asarray(img, dtype=np.uint8)
+
+
+class LevelReadMixin:
+    """``read_region`` and ``thumbnail`` for adapters that read level windows.
+
+    A subclass provides ``_info`` (its SlideInfo) and ``_read_level(level, window)``.
+    """
+
+    _info: SlideInfo
+
+    def _read_level(self, lv: Level, win: LevelWindow) -> RGBArray:
+        raise NotImplementedError
+
+    def read_region(self, box: Box, level: int) -> RGBArray:
+        lv = check_level_index(self._info.levels, level)
+        return self._read_level(lv, level_window(box, lv.downsample))
+
+    def thumbnail(self, max_size: int) -> RGBArray:
+        levels = self._info.levels
+        return chunked_thumbnail(levels, lambda i, win: self._read_level(levels[i], win), max_size)
