@@ -13,7 +13,12 @@ if [ "$want_system" = 1 ] && [ ! -f "$stamp.system" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends dcmtk dicom3tools orthanc orthanc-dicomweb \
-      libturbojpeg0 libpixelmed-java chromium nodejs npm >/dev/null
+      libturbojpeg0 libpixelmed-java default-jre-headless chromium >/dev/null
+    # Node.js: keep an existing installation (e.g. NodeSource's, which bundles npm and
+    # conflicts with Debian's npm package)
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+      apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
   fi
   touch "$stamp.system"
 fi
