@@ -14,7 +14,7 @@ test: setup
 	scripts/gen_proto.sh --check
 	$(VENV)/ruff check service adapters tests benchmarks
 	$(VENV)/mypy
-	$(VENV)/python -m pytest -q
+	MARROWSCOPE_REQUIRE_TOOLS=1 $(VENV)/python -m pytest -q
 
 lint:
 	$(VENV)/ruff check service adapters tests benchmarks

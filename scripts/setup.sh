@@ -19,8 +19,11 @@ if [ "$want_system" = 1 ] && [ ! -f "$stamp.system" ]; then
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
       apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
     fi
+    touch "$stamp.system"
+  else
+    echo "setup: no apt-get: install dcmtk, dicom3tools, orthanc, orthanc-dicomweb," \
+      "libturbojpeg0, libpixelmed-java, a JRE, chromium and Node.js yourself" >&2
   fi
-  touch "$stamp.system"
 fi
 
 if [ ! -f "$stamp.python" ] || [ pyproject.toml -nt "$stamp.python" ]; then

@@ -38,7 +38,9 @@ class ServerConfig:
     slide_roots: tuple[Path, ...] = ()  # empty = the working directory at start-up
     pacs: tuple[tuple[str, str], ...] = ()  # (name, DICOMweb base URL); the first is the default
     segmenter: str = "classical"
-    allowed_segmenters: tuple[str, ...] = ("classical", "nnunet", "fake")
+    # requests may name these, plus the server's own default; the meaningless-but-fast "fake"
+    # segmenter is opt-in (a load-test server runs with `--segmenter fake`)
+    allowed_segmenters: tuple[str, ...] = ("classical", "nnunet")
     default_outputs: tuple[str, ...] = ("overlay", "geojson", "sr", "ann")
     workers: int = 1
     queue_limit: int = 64
@@ -84,8 +86,6 @@ class ServerConfig:
         )
 
     def validate(self) -> ServerConfig:
-        if self.segmenter not in self.allowed_segmenters:
-            raise InvalidInput(f"default segmenter {self.segmenter!r} is not in allowed_segmenters")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidInput("tls_cert and tls_key must be given together")
         if self.tls_client_ca is not None and self.tls_cert is None:

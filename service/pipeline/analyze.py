@@ -19,10 +19,15 @@ import numpy.typing as npt
 
 from service import __version__
 from service.domain.cellularity import PixelCounts, compute_metrics
-from service.domain.errors import Cancelled
+from service.domain.errors import Cancelled, SlideTooLarge
 from service.domain.labels import TissueClass
 from service.domain.results import AnalysisResult, Provenance, QCFlag
-from service.pipeline.fat import robust_fat_mask, seed_fat_count, seed_threshold
+from service.pipeline.fat import (
+    ROBUST_GLASS_FRACTION,
+    robust_fat_mask,
+    seed_fat_count,
+    seed_threshold,
+)
 from service.pipeline.imaging import grey
 from service.pipeline.params import AnalysisParams, CancelToken, ProgressEvent, ProgressSink
 from service.pipeline.raster import ClassRaster
@@ -34,6 +39,7 @@ from service.ports.outputs import AnalysisOutcome
 from service.ports.segmenters import Segmenter, SegmenterSpec
 from service.ports.slides import SlideSource
 
+MAX_ANALYSIS_PIXELS = 4_000_000_000  # ~64 Gpx of level 0 at 0.25 µm/px: far beyond any slide
 THUMBNAIL_MPP = 4.0
 THUMBNAIL_MAX = 1024
 
@@ -133,6 +139,10 @@ def analyze(slide: SlideSource, segmenter: Segmenter, params: AnalysisParams,
     segmenter.load()
     spec = segmenter.spec
     grid = analysis_grid(slide, spec.mpp)
+    if grid.width * grid.height > MAX_ANALYSIS_PIXELS:
+        raise SlideTooLarge(
+            f"{info.path}: {grid.width} x {grid.height} px at {spec.mpp} µm/px exceeds the "
+            f"analysis limit of {MAX_ANALYSIS_PIXELS / 1e9:.0f} Gpx (corrupt header?)")
     report(ProgressEvent("detecting_tissue"))
     thumb, thumb_scale = make_thumbnail(slide)
     tmap = detect_tissue(thumb, thumb_scale)
@@ -168,7 +178,9 @@ def analyze(slide: SlideSource, segmenter: Segmenter, params: AnalysisParams,
             acc.greys.close()
         raise
     if params.fat_method == "robust":
-        threshold = None if glass_level is None else float(0.88 * glass_level)
+        # nominal: tiles use their local glass level; this is the threshold at the median glass
+        threshold = None if glass_level is None or spec.provides_fat else float(
+            ROBUST_GLASS_FRACTION * glass_level)
     if clamped:
         flags.append(QCFlag.THRESHOLD_CLAMPED)
     counts = PixelCounts(acc.marrow_px, acc.fat_px, grid.width * grid.height)

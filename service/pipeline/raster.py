@@ -7,6 +7,7 @@ bounded by the band being read, whatever the slide size.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -27,6 +28,15 @@ class ClassRaster:
         if width * height <= spill_bytes:
             self._mem = np.zeros((height, width), dtype=np.uint8)
         else:
+            where = spill_dir or tempfile.gettempdir()
+            need = width * height
+            free = shutil.disk_usage(where).free
+            if free < need * 1.1:
+                from service.domain.errors import ResourceExhausted
+
+                raise ResourceExhausted(
+                    f"the class map needs {need / 1e6:.0f} MB in {where} but only "
+                    f"{free / 1e6:.0f} MB are free (set TMPDIR to a larger disk)")
             fd, path = tempfile.mkstemp(prefix="marrowscope-map-", suffix=".u8", dir=spill_dir)
             os.unlink(path)  # anonymous: freed when closed, even after a crash
             os.ftruncate(fd, width * height)

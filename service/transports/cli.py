@@ -62,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("marrowscope: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permissions, unwritable --out, …
+        print(f"marrowscope: error: {exc}", file=sys.stderr)
+        return 8
+    except Exception as exc:  # a bug: one line for users, the traceback with -v
+        logging.getLogger("marrowscope").debug("unexpected error", exc_info=True)
+        print(f"marrowscope: internal error: {type(exc).__name__}: {exc} "
+              "(run with -v for the traceback)", file=sys.stderr)
+        return 1
     return code
 
 

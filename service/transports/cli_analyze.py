@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,9 @@ from service.pipeline.params import (
     ProgressEvent,
 )
 from service.pipeline.summary import SlideOutcome, write_summary_csv
+
+log = logging.getLogger(__name__)
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,6 +81,14 @@ def outputs_from_args(args: argparse.Namespace) -> OutputRequest:
         raise InvalidInput(f"unknown output(s) {', '.join(unknown)}; choose from "
                            f"{', '.join(ALL_OUTPUTS)}")
     meta = None
+    if args.study_uid and (len(args.study_uid) > 64 or not UID_RE.match(args.study_uid)):
+        raise InvalidInput(f"--study-uid {args.study_uid!r} is not a DICOM UID "
+                           "(dot-separated numbers, no leading zeros, at most 64 characters)")
+    for flag, value, limit in (("--patient-id", args.patient_id, 64),
+                               ("--accession", args.accession, 16),
+                               ("--patient-name", args.patient_name, 64 * 5)):
+        if len(value) > limit:
+            raise InvalidInput(f"{flag} is longer than DICOM allows ({limit} characters)")
     if args.study_uid:
         meta = DicomContext(study_instance_uid=args.study_uid, patient_id=args.patient_id,
                             patient_name=args.patient_name, accession_number=args.accession,
@@ -138,10 +151,15 @@ def analyze_batch(references: list[str], out: Path, params: AnalysisParams,
                 result = bootstrap.analyze_to_dir(
                     ref, params, out / _unique_stem(ref, used), outputs=outputs,
                     progress=bars, segmenter=segmenter)
-            except MarrowscopeError as exc:
+            except (MarrowscopeError, OSError) as exc:
                 msg = str(exc) if ref in str(exc) else f"{ref}: {exc}"
                 bars.overall.write(f"marrowscope: {msg}", file=sys.stderr)
                 outcomes.append(SlideOutcome(ref, None, str(exc)))
+            except Exception as exc:  # a bug must not stop the batch nor print a traceback
+                log.debug("unexpected error on %s", ref, exc_info=True)
+                msg = f"{ref}: internal error: {type(exc).__name__}: {exc} (-v for details)"
+                bars.overall.write(f"marrowscope: {msg}", file=sys.stderr)
+                outcomes.append(SlideOutcome(ref, None, msg))
             else:
                 outcomes.append(SlideOutcome(ref, result))
                 if print_json:

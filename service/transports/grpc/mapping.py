@@ -69,13 +69,20 @@ def resolve_dicomweb(ref: Any, config: ServerConfig) -> tuple[str, str, str]:
 
 def params_from_proto(msg: Any, config: ServerConfig) -> AnalysisParams:
     segmenter = msg.segmenter or config.segmenter
-    if segmenter not in config.allowed_segmenters:
+    if segmenter not in config.allowed_segmenters and segmenter != config.segmenter:
         raise InvalidInput(
             f"segmenter {segmenter!r} is not offered here; choose one of "
             f"{', '.join(config.allowed_segmenters)}"
         )
     kwargs: dict[str, Any] = {"segmenter": segmenter, "tta": msg.tta}
     if msg.model:
+        # checkpoints unpickle code: remote callers name models of the server's manifest,
+        # never a path on the server
+        if any(c in msg.model for c in "/\\") or msg.model.startswith(".") or msg.model.endswith(
+                (".pth", ".zip")):
+            raise PermissionDenied(
+                f"model {msg.model!r}: over gRPC a model is named from the server's model "
+                "manifest, not given as a path")
         kwargs["model"] = msg.model
     if msg.fat_method != pb.FAT_METHOD_UNSPECIFIED:
         if msg.fat_method not in FAT_METHODS:
