@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -47,6 +48,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="nnU-Net model: results folder, zip or .pth")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (nnunet)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (nnunet)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load an nnU-Net checkpoint whose sha256 is not in the model manifest "
+                   "(checkpoints are pickles and can run code: only for files you trust)")
     p.add_argument("--fat-method", default="robust", choices=("robust", "seed"),
                    help="robust (default, relative to the slide's glass) or seed (P75 clamp rule)")
     p.add_argument("--mpp", type=float, default=None, help="µm/px of level 0 (overrides the file)")
@@ -198,6 +202,10 @@ def _print_line(o: SlideOutcome) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    if args.trust_model:
+        print("marrowscope: warning: --trust-model: checkpoints not in the manifest will be "
+              "unpickled; a malicious checkpoint can run code", file=sys.stderr)
+        os.environ["MARROWSCOPE_TRUST_MODELS"] = "1"
     params = params_from_args(args)
     outputs = outputs_from_args(args)
     outcomes = analyze_batch(args.paths, args.out, params, outputs,

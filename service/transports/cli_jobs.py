@@ -203,9 +203,12 @@ def _follow(client: AnalysisClient, job_id: str, cancel_on_disconnect: bool, as_
 def _submit(args: argparse.Namespace) -> int:
     if bool(args.path) == bool(args.study or args.series):
         raise InvalidInput("give either a slide path or --study and --series")
+    path = args.path
+    if path and os.path.exists(path):  # a local path: the server resolves absolute paths only
+        path = os.path.abspath(path)
     with _client(args) as client:
         submitted = client.submit(
-            args.path, study_uid=args.study, series_uid=args.series, pacs=args.pacs,
+            path, study_uid=args.study, series_uid=args.series, pacs=args.pacs,
             outputs=args.outputs, segmenter=args.segmenter, model=args.model,
             fat_method=args.fat_method, mpp=args.mpp, tile_size=args.tile_size,
             overlap=args.overlap, idempotency_key=args.idempotency_key,

@@ -159,3 +159,23 @@ def test_bad_tiles_and_device(tiny: TinyModel) -> None:
         s.predict(np.zeros((1, 8, 8, 3), dtype=np.float32))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="unknown device 'tpu'"):
         NnUNetSegmenter(tiny.pth, manifest=Manifest(), device="tpu")
+
+
+def test_cli_refuses_an_unlisted_checkpoint_unless_explicitly_trusted(
+        tiny: TinyModel, synthetic_slides, tmp_path: Path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MARROWSCOPE_TRUST_MODELS"}
+    base = [sys.executable, "-m", "service.transports.cli", "analyze", str(synthetic_slides.png),
+            "--mpp", "0.5", "--segmenter", "nnunet", "--model", str(tiny.pth), "--device", "cpu",
+            "--outputs", "overlay", "--no-progress"]
+    refused = subprocess.run([*base, "--out", str(tmp_path / "a")], capture_output=True,
+                             text=True, env=env, timeout=300)
+    assert refused.returncode == 5
+    assert "untrusted" in refused.stderr and "Traceback" not in refused.stderr
+    trusted = subprocess.run([*base, "--out", str(tmp_path / "b"), "--trust-model"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "can run code" in trusted.stderr
