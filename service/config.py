@@ -43,6 +43,7 @@ class ServerConfig:
     allowed_segmenters: tuple[str, ...] = ("classical", "nnunet")
     default_outputs: tuple[str, ...] = ("overlay", "geojson", "sr", "ann")
     workers: int = 1
+    gpus: tuple[str, ...] = ()  # e.g. ("0", "1"): one worker pinned per GPU (at least)
     queue_limit: int = 64
     max_attempts: int = 3
     lease_s: float = 30.0

@@ -40,6 +40,11 @@ class _Worker:
         self.loaded = False
 
 
+def worker_device(index: int, gpus: tuple[str, ...]) -> str | None:
+    """The GPU a worker is pinned to (round robin), or None without configured GPUs."""
+    return gpus[index % len(gpus)] if gpus else None
+
+
 class LocalExecutor:
     """Runs tasks in ``workers`` spawned processes, one task per process at a time."""
 
@@ -49,9 +54,14 @@ class LocalExecutor:
         workers: int = 1,
         runner: str = DEFAULT_RUNNER,
         start_timeout_s: float = 600.0,
+        gpus: tuple[str, ...] = (),
     ) -> None:
+        """``gpus``: device ids (as CUDA_VISIBLE_DEVICES takes them); worker i is pinned to
+        ``gpus[i % len(gpus)]`` and there is at least one worker per GPU."""
         if workers < 1:
             raise ValueError("a LocalExecutor needs at least one worker")
+        self._gpus = gpus
+        workers = max(workers, len(gpus))
         self._params = default_params
         self._n = workers
         self._runner = runner
@@ -145,7 +155,7 @@ class LocalExecutor:
         cancel = self._ctx.Event()
         process = self._ctx.Process(
             target=worker_main,
-            args=(child_conn, cancel, self._params, self._runner),
+            args=(child_conn, cancel, self._params, self._runner, worker_device(index, self._gpus)),
             name=f"marrowscope-worker-{index}",
             daemon=True,
         )

@@ -67,9 +67,12 @@ class _Segmenters:
 
 
 def worker_main(
-    conn: Connection, cancel: Any, default_params: AnalysisParams, runner_path: str
+    conn: Connection, cancel: Any, default_params: AnalysisParams, runner_path: str,
+    visible_device: str | None = None,
 ) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process; ``visible_device`` pins it to one GPU."""
+    if visible_device is not None:  # before anything imports torch
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_device
     _die_with_parent()
     send_lock = threading.Lock()
 

@@ -139,7 +139,7 @@ async def start_server(
     ledger = SqlLedger.open_sqlite(config.ledger_path)
     store = ResultStore(config.results_root)
     executor = executor or LocalExecutor(
-        AnalysisParams(segmenter=config.segmenter), workers=config.workers
+        AnalysisParams(segmenter=config.segmenter), workers=config.workers, gpus=config.gpus
     )
     manager = JobManager(ledger, executor, store, job_settings(config))
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
