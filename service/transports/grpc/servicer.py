@@ -87,7 +87,8 @@ class AnalysisServicer(pb_grpc.AnalysisServiceServicer):  # type: ignore[misc]
         with path.open("rb") as handle:
             offset = 0
             while True:
-                data = handle.read(chunk)
+                # file reads off the event loop: a slow disk must not stall other calls
+                data = await asyncio.to_thread(handle.read, chunk)
                 if not data:
                     break
                 yield pb.GetArtifactResponse(data=data, offset=offset, total_size=total)
