@@ -148,21 +148,29 @@ class DicomSlide(LevelReadMixin):
         from wsidicom import WsiDicom
 
         try:
-            self._wsi = WsiDicom.open([h.path for h in headers])
+            wsi = WsiDicom.open([h.path for h in headers])
         except MarrowscopeError:
             raise
         except Exception as exc:  # wsidicom raises many types for broken files
             raise SlideUnreadable(f"{reference}: cannot open DICOM-WSI ({exc})") from exc
+        self._adopt(wsi, reference, reference, mpp_override)
+
+    def _adopt(self, wsi: Any, reference: str, label: str, mpp_override: float | None) -> None:
+        """Takes over an opened WsiDicom (file or web): levels, SlideInfo and a probe read;
+        closes it and raises a domain error if the pyramid is unusable."""
+        self._wsi = wsi
         try:
-            self._levels_wsi: list[Any] = list(self._wsi.pyramid)
+            self._levels_wsi: list[Any] = list(wsi.pyramid)
+            base = self._levels_wsi[0]
+            check_declared_size(label, int(base.size.width), int(base.size.height))
             self._info = self._describe(reference, mpp_override)
             self._probe()
         except MarrowscopeError:
-            self._wsi.close()
+            wsi.close()
             raise
         except Exception as exc:
-            self._wsi.close()
-            raise SlideUnreadable(f"{reference}: invalid DICOM-WSI pyramid ({exc})") from exc
+            wsi.close()
+            raise SlideUnreadable(f"{label}: invalid DICOM-WSI pyramid ({exc})") from exc
 
     def _describe(self, reference: str, mpp_override: float | None) -> SlideInfo:
         base = self._levels_wsi[0]

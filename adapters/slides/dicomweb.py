@@ -21,7 +21,6 @@ from typing import Any
 
 from adapters.pacs.config import DicomWebServer, DicomWebServers, load_dicomweb_servers
 from adapters.pacs.dicomweb_session import build_dicomweb_client
-from adapters.slides.checks import check_declared_size
 from adapters.slides.dicom_slide import DicomSlide
 from service.domain.errors import InvalidInput, MarrowscopeError, SlideNotFound, SlideUnreadable
 
@@ -86,20 +85,8 @@ class DicomWebSlide(DicomSlide):
         servers: DicomWebServers | None = None,
     ) -> None:
         ref = parse_reference(reference, servers)
-        self._wsi = _open_web(ref)
-        try:
-            self._levels_wsi: list[Any] = list(self._wsi.pyramid)
-            base = self._levels_wsi[0]
-            check_declared_size(ref.label, int(base.size.width), int(base.size.height))
-            info = self._describe(reference, mpp_override)
-            self._info = dataclasses.replace(info, format="dicomweb")
-            self._probe()
-        except MarrowscopeError:
-            self._wsi.close()
-            raise
-        except Exception as exc:
-            self._wsi.close()
-            raise SlideUnreadable(f"{ref.label}: invalid DICOM-WSI pyramid ({exc})") from exc
+        self._adopt(_open_web(ref), reference, ref.label, mpp_override)
+        self._info = dataclasses.replace(self._info, format="dicomweb")
 
 
 def _open_web(ref: DicomWebReference) -> Any:
