@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from service.pipeline.morphology import keep_components
 from service.ports.segmenters import SegmenterSpec, TileProbabilities
 
 _RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
@@ -78,47 +79,15 @@ class ClassicalSegmenter:
         tissue = density > self.DENSITY_MIN
         grey = rgbf @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         bright = grey > self.BRIGHT_FRACTION * float(np.percentile(grey, 99.5))
-        vacuoles = _remove_large(bright, self.MAX_VACUOLE_UM2 * px2)
+        vacuoles = keep_components(bright, max_px=self.MAX_VACUOLE_UM2 * px2)
         closing = max(1, int(round(2 / mpp)))
         candidate = ndimage.binary_closing(tissue | vacuoles, iterations=closing, border_value=0)
         candidate |= tissue | vacuoles
         # a particle = nucleated tissue with its vacuoles; isolated specks (debris) are too small
-        marrow = _remove_small(_components_overlapping(candidate, tissue),
-                               self.MIN_PARTICLE_UM2 * px2)
+        marrow = keep_components(candidate, min_px=self.MIN_PARTICLE_UM2 * px2, touching=tissue)
         return _fill_small_holes(marrow, self.MAX_VACUOLE_UM2 * px2)
-
-
-def _remove_small(mask: npt.NDArray[np.bool_], min_px: float) -> npt.NDArray[np.bool_]:
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_px
-    keep[0] = False
-    return np.asarray(keep[labels])
-
-
-def _components_overlapping(mask: npt.NDArray[np.bool_],
-                            seed: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Components of ``mask`` that contain at least one ``seed`` pixel."""
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    keep = np.bincount(labels[seed].ravel(), minlength=n + 1) > 0
-    keep[0] = False
-    return np.asarray(keep[labels])
 
 
 def _fill_small_holes(mask: npt.NDArray[np.bool_], max_px: float) -> npt.NDArray[np.bool_]:
     holes = ndimage.binary_fill_holes(mask) & ~mask
-    return np.asarray(mask | _remove_large(holes, max_px))
-
-
-def _remove_large(mask: npt.NDArray[np.bool_], max_px: float) -> npt.NDArray[np.bool_]:
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes <= max_px
-    keep[0] = False
-    return np.asarray(keep[labels])
+    return np.asarray(mask | keep_components(holes, max_px=max_px))

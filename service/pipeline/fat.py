@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from service.pipeline.morphology import keep_components
+
 SEED_CLAMP = (180.0, 240.0)
 ROBUST_GLASS_FRACTION = 0.88
 MIN_VACUOLE_UM2 = 40.0
@@ -72,13 +74,7 @@ def robust_fat_mask(grey: npt.NDArray[np.uint8], marrow: BoolArray, glass_level:
     bright = marrow & (grey.astype(np.float32) > ROBUST_GLASS_FRACTION * glass_level)
     bright = ndimage.binary_closing(bright, structure=np.ones((3, 3), bool)) & marrow
     min_px = max(1, int(round(MIN_VACUOLE_UM2 / (mpp * mpp))))
-    labels, n = ndimage.label(bright)
-    if n == 0:
-        return np.asarray(bright, dtype=bool)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_px
-    keep[0] = False
-    vacuoles = keep[labels]
+    vacuoles = keep_components(bright, min_px=min_px)
     # an adipocyte is its vacuole plus its membrane (about 1 µm), as a pathologist counts it
     membrane_px = int(round(MEMBRANE_UM / mpp))
     if membrane_px > 0:
